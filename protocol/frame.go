@@ -1,0 +1,186 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Client frame types.
+const (
+	TypeHello    = "hello"
+	TypeJoin     = "join"
+	TypeLeave    = "leave"
+	TypePublish  = "publish"
+	TypeSend     = "send"
+	TypePresence = "presence"
+	TypeHistory  = "history"
+	TypeRefresh  = "refresh"
+	TypePing     = "ping"
+)
+
+// MaxKeyLen is the longest idempotency key, in bytes.
+const MaxKeyLen = 64
+
+// MaxIDLen is the longest frame id, in bytes of its JSON text.
+const MaxIDLen = 128
+
+// Position is a place in a room's stream: the epoch and the offset of a
+// message (or, for a room with no messages in the epoch, offset 0).
+type Position struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+}
+
+// ClientFrame is a decoded client frame. It carries the fields of every client
+// frame type; which ones are set depends on Type, and [Decode] has checked
+// that the ones Type needs are present and well-formed.
+type ClientFrame struct {
+	Type string `json:"type"`
+	// ID is the client's id for the request, copied into the answer: a JSON
+	// number or string, or nil.
+	ID json.RawMessage `json:"id,omitempty"`
+
+	// hello
+	Token   string              `json:"token,omitempty"`
+	User    string              `json:"user,omitempty"`
+	Resume  map[string]Position `json:"resume,omitempty"`
+	Session string              `json:"session,omitempty"`
+	Batch   bool                `json:"batch,omitempty"`
+	Echo    bool                `json:"echo,omitempty"`
+
+	// join, leave, publish, presence, history
+	Room  string    `json:"room,omitempty"`
+	Since *Position `json:"since,omitempty"`
+	Limit int       `json:"limit,omitempty"`
+
+	// publish, send
+	To   string          `json:"to,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
+	Key  string          `json:"key,omitempty"`
+}
+
+// Decode parses and checks one client frame. On failure it returns the frame
+// as far as it could be read (so that its ID can be echoed in the error frame)
+// and a *Error whose code is bad_request, unknown_type or bad_room.
+func Decode(b []byte) (*ClientFrame, error) {
+	var f ClientFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		// A frame that is JSON but has a field of the wrong type still tells
+		// us its id; try once more for it alone.
+		var idOnly struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(b, &idOnly) == nil && validID(idOnly.ID) {
+			f.ID = idOnly.ID
+		}
+		return &f, &Error{Code: CodeBadRequest, Message: "frame is not a valid JSON object of the protocol: " + jsonProblem(err)}
+	}
+	if len(f.ID) > 0 && !validID(f.ID) {
+		f.ID = nil
+		return &f, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("id must be a number or a string of at most %d bytes", MaxIDLen)}
+	}
+	if err := f.check(); err != nil {
+		return &f, err
+	}
+	if len(f.Data) > 0 && bytes.ContainsAny(f.Data, "\r\n\t") {
+		// Batched server frames are separated by newlines, so stored data
+		// must never hold a raw one.
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, f.Data); err != nil {
+			return &f, &Error{Code: CodeBadRequest, Message: "data is not valid JSON"}
+		}
+		f.Data = buf.Bytes()
+	}
+	return &f, nil
+}
+
+func (f *ClientFrame) check() error {
+	switch f.Type {
+	case TypeHello:
+		for room, pos := range f.Resume {
+			if err := ParseRoom(room); err != nil {
+				return err
+			}
+			if pos.Epoch == "" {
+				return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("resume[%q] needs an epoch", clip(room))}
+			}
+		}
+		return nil
+	case TypeJoin, TypeLeave, TypePresence:
+		return f.needRoom()
+	case TypeHistory:
+		if f.Limit < 0 {
+			return &Error{Code: CodeBadRequest, Message: "limit must not be negative"}
+		}
+		return f.needRoom()
+	case TypePublish:
+		if err := f.needRoom(); err != nil {
+			return err
+		}
+		return f.needData()
+	case TypeSend:
+		if f.To == "" {
+			return &Error{Code: CodeBadRequest, Message: "send needs to (a user id)"}
+		}
+		if !ValidUser(f.To) {
+			return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("%q is not a valid user id", clip(f.To))}
+		}
+		return f.needData()
+	case TypeRefresh:
+		if f.Token == "" {
+			return &Error{Code: CodeBadRequest, Message: "refresh needs a token"}
+		}
+		return nil
+	case TypePing:
+		return nil
+	case "":
+		return &Error{Code: CodeBadRequest, Message: "frame has no type"}
+	}
+	return &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown frame type %q", clip(f.Type))}
+}
+
+func (f *ClientFrame) needRoom() error {
+	if f.Room == "" {
+		return &Error{Code: CodeBadRequest, Message: f.Type + " needs a room"}
+	}
+	if f.Since != nil && f.Since.Epoch == "" {
+		return &Error{Code: CodeBadRequest, Message: "since needs an epoch"}
+	}
+	return ParseRoom(f.Room)
+}
+
+func (f *ClientFrame) needData() error {
+	if len(f.Data) == 0 {
+		return &Error{Code: CodeBadRequest, Message: f.Type + " needs data"}
+	}
+	if len(f.Key) > MaxKeyLen {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("key must be 1-%d bytes", MaxKeyLen)}
+	}
+	return nil
+}
+
+// validID reports whether raw is a JSON number or string short enough to be
+// echoed.
+func validID(raw json.RawMessage) bool {
+	if len(raw) == 0 || len(raw) > MaxIDLen {
+		return false
+	}
+	c := raw[0]
+	return c == '"' || c == '-' || c >= '0' && c <= '9'
+}
+
+// jsonProblem turns a decoding error into a short message without echoing
+// large parts of the input.
+func jsonProblem(err error) string {
+	switch e := err.(type) {
+	case *json.UnmarshalTypeError:
+		if e.Field != "" {
+			return fmt.Sprintf("field %q has the wrong type", e.Field)
+		}
+		return "expected a JSON object"
+	case *json.SyntaxError:
+		return fmt.Sprintf("syntax error at byte %d", e.Offset)
+	}
+	return "malformed JSON"
+}
