@@ -1,6 +1,6 @@
 module github.com/switchboard-rt/switchboard
 
-go 1.26
+go 1.26.0
 
 ignore ./clients/js/node_modules
 
@@ -8,7 +8,6 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/gorilla/websocket v1.5.3
 	github.com/prometheus/client_golang v1.25.0
-	go.uber.org/goleak v1.3.0
 	golang.org/x/time v0.16.0
 )
 

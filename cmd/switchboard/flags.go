@@ -1,0 +1,217 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// lookupEnv is os.LookupEnv, replaced in tests.
+type lookupEnv func(string) (string, bool)
+
+// flagError is a bad flag or environment value; its message names the flag.
+type flagError struct {
+	flag string
+	err  error
+}
+
+func (e *flagError) Error() string { return "--" + e.flag + ": " + e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+// flagSet is a flag.FlagSet that also reads SWITCHBOARD_* variables and
+// refuses a flag given twice.
+type flagSet struct {
+	*flag.FlagSet
+	env lookupEnv
+	// alias maps extra environment variables to flags (REDIS_URL).
+	alias map[string]string
+}
+
+func newFlagSet(name string, env lookupEnv) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &flagSet{FlagSet: fs, env: env, alias: map[string]string{}}
+}
+
+// countedValue counts how often a flag was set on the command line.
+type countedValue struct {
+	flag.Value
+	n int
+}
+
+func (v *countedValue) Set(s string) error {
+	v.n++
+	if v.n > 1 {
+		return errors.New("given more than once")
+	}
+	return v.Value.Set(s)
+}
+
+// Get returns the wrapped flag's value, so that countedValue is a
+// flag.Getter like the values it wraps.
+func (v *countedValue) Get() any {
+	if g, ok := v.Value.(flag.Getter); ok {
+		return g.Get()
+	}
+	return v.Value.String()
+}
+
+type countedBool struct{ countedValue }
+
+func (v *countedBool) IsBoolFlag() bool { return true }
+
+// envName is the environment variable of a flag.
+func envName(flagName string) string {
+	return "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse parses args, then fills every flag not given on the command line
+// from its environment variable. Errors name the flag.
+func (fs *flagSet) parse(args []string) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			f.Value = &countedBool{countedValue{Value: f.Value}}
+		} else {
+			f.Value = &countedValue{Value: f.Value}
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(nil)
+			fs.PrintDefaults()
+			return errUsage
+		}
+		return fs.explain(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		names := []string{envName(f.Name)}
+		for alias, target := range fs.alias {
+			if target == f.Name {
+				names = append(names, alias)
+			}
+		}
+		for _, name := range names {
+			if v, ok := fs.env(name); ok && v != "" {
+				if serr := f.Value.Set(v); serr != nil {
+					err = &flagError{flag: f.Name, err: fmt.Errorf("invalid value %q in %s: %s", v, name, fs.want(f.Name, serr.Error()))}
+				}
+				return
+			}
+		}
+	})
+	return err
+}
+
+// explain turns a flag package error into one naming the flag.
+func (fs *flagSet) explain(err error) error {
+	msg := err.Error()
+	// The flag package says: invalid value "x" for flag -name: reason
+	if _, rest, ok := strings.Cut(msg, " for flag -"); ok {
+		if name, reason, ok := strings.Cut(rest, ": "); ok {
+			val := strings.TrimPrefix(strings.SplitN(msg, " for flag", 2)[0], "invalid value ")
+			if reason == "given more than once" {
+				return &flagError{flag: name, err: errors.New(reason)}
+			}
+			return &flagError{flag: name, err: fmt.Errorf("invalid value %s: %s", val, fs.want(name, reason))}
+		}
+	}
+	if _, name, ok := strings.Cut(msg, "flag provided but not defined: -"); ok {
+		return &flagError{flag: strings.TrimLeft(name, "-"), err: errors.New("no such flag")}
+	}
+	if _, name, ok := strings.Cut(msg, "flag needs an argument: -"); ok {
+		return &flagError{flag: strings.TrimLeft(name, "-"), err: errors.New("needs a value")}
+	}
+	return err
+}
+
+// sizeValue is a byte size flag: plain bytes, or a number with B, KiB, MiB
+// or GiB.
+type sizeValue int64
+
+func (v *sizeValue) String() string { return strconv.FormatInt(int64(*v), 10) }
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v = sizeValue(n)
+	return nil
+}
+
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1},
+	}
+	mult := int64(1)
+	for _, u := range units {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			mult, t = u.mult, strings.TrimSpace(t[:len(t)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a positive size such as 65536, 512KiB or 4MiB")
+	}
+	if n > (1<<62)/mult {
+		return 0, errors.New("size too large")
+	}
+	return n * mult, nil
+}
+
+// listValue is a comma-separated list flag.
+type listValue []string
+
+func (v *listValue) String() string { return strings.Join(*v, ",") }
+
+func (v *listValue) Set(s string) error {
+	*v = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*v = append(*v, p)
+		}
+	}
+	return nil
+}
+
+// want says what kind of value a flag takes, for the flag package's terse
+// "parse error".
+func (fs *flagSet) want(name, reason string) string {
+	f := fs.Lookup(name)
+	if f == nil || reason != "parse error" {
+		return reason
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return reason
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "want a duration such as 500ms, 5s or 2m"
+	case int, int64, uint, uint64:
+		return "want a whole number"
+	case float64:
+		return "want a number"
+	case bool:
+		return "want true or false"
+	}
+	return reason
+}

@@ -1,0 +1,67 @@
+// Command switchboard runs and operates Switchboard, a horizontally scalable
+// WebSocket messaging server.
+//
+//	switchboard serve [flags]          run an instance
+//	switchboard token --user ID        print a HS256 token (uses --jwt-secret)
+//	switchboard version
+//
+// Every serve flag is also read from SWITCHBOARD_<NAME> (upper case, '-'
+// as '_'); the command line wins. A malformed value stops the process at
+// start with one line naming the flag.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage:
+  switchboard serve [flags]                                 run an instance
+  switchboard token --user ID [--rooms P,..] [--ttl 1h]     print a HS256 token (uses --jwt-secret)
+  switchboard version                                       print the version
+Run 'switchboard serve -h' for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks an error already explained to the user.
+var errUsage = errors.New("usage")
+
+// run executes one command and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(args[1:], os.LookupEnv, stderr)
+	case "token":
+		err = token(args[1:], os.LookupEnv, stdout)
+	case "version", "--version", "-version":
+		err = version(stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "switchboard: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintf(stderr, "switchboard %s: %v\n", args[0], err)
+	var fe *flagError
+	if errors.As(err, &fe) {
+		return 2
+	}
+	return 1
+}

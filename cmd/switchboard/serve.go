@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	switchboard "github.com/switchboard-rt/switchboard"
+)
+
+// serveFlags are the flags of `switchboard serve` (PROTOCOL.md, "Command
+// line").
+type serveFlags struct {
+	listen         string
+	redis          string
+	redisCluster   bool
+	redisPrefix    string
+	instanceID     string
+	jwtSecret      string
+	jwtPublicKey   string
+	apiKey         string
+	dev            bool
+	allowedOrigins listValue
+	noDirect       bool
+	historySize    int
+	historyTTL     time.Duration
+	idempotencyTTL time.Duration
+	maxFrame       sizeValue
+	maxRooms       int
+	rate           float64
+	burst          int
+	sendQueue      sizeValue
+	helloTimeout   time.Duration
+	heartbeat      time.Duration
+	drainTimeout   time.Duration
+	drainSpread    time.Duration
+	logLevel       string
+	logFormat      string
+}
+
+func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
+	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20}
+	fs := newFlagSet("serve", env)
+	fs.StringVar(&f.listen, "listen", ":8080", "address for WebSocket, API, health and metrics")
+	fs.StringVar(&f.redis, "redis", "", "redis://host:port/db; empty runs the embedded memory broker")
+	fs.alias["REDIS_URL"] = "redis"
+	fs.BoolVar(&f.redisCluster, "redis-cluster", false, "--redis lists seed nodes of a Redis Cluster; use sharded pub/sub")
+	fs.StringVar(&f.redisPrefix, "redis-prefix", "sb", "prefix of every Redis key and channel")
+	fs.StringVar(&f.instanceID, "instance-id", "", "this instance's id (default random)")
+	fs.StringVar(&f.jwtSecret, "jwt-secret", "", "HS256 secret for tokens")
+	fs.StringVar(&f.jwtPublicKey, "jwt-public-key", "", "PEM file with the RS256/ES256 public key for tokens")
+	fs.StringVar(&f.apiKey, "api-key", "", "HTTP API key; empty disables the API (except in --dev)")
+	fs.BoolVar(&f.dev, "dev", false, "development mode: hello.user without token, API without key, any Origin, demo page")
+	fs.Var(&f.allowedOrigins, "allowed-origins", "comma-separated Origins accepted on upgrade; * for any (default: same host)")
+	fs.BoolVar(&f.noDirect, "no-direct", false, "forbid direct messages (send) between users")
+	fs.IntVar(&f.historySize, "history-size", 100, "messages kept per room")
+	fs.DurationVar(&f.historyTTL, "history-ttl", 5*time.Minute, "how long history lives after a room's last publish")
+	fs.DurationVar(&f.idempotencyTTL, "idempotency-ttl", 5*time.Minute, "how long a publish key is remembered")
+	fs.Var(&f.maxFrame, "max-frame", "largest client frame in bytes (default 65536)")
+	fs.IntVar(&f.maxRooms, "max-rooms", 128, "rooms one session may join")
+	fs.Float64Var(&f.rate, "rate", 50, "client frames per second per session")
+	fs.IntVar(&f.burst, "burst", 100, "burst of client frames per session")
+	fs.Var(&f.sendQueue, "send-queue", "bytes queued per session before it is a slow consumer, e.g. 512KiB (default 1MiB)")
+	fs.DurationVar(&f.helloTimeout, "hello-timeout", 5*time.Second, "time a new connection has to send hello")
+	fs.DurationVar(&f.heartbeat, "heartbeat", 25*time.Second, "WebSocket ping interval")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "longest wait for sessions during a drain")
+	fs.DurationVar(&f.drainSpread, "drain-spread", 2*time.Second, "window over which drained clients reconnect")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	if err := fs.parse(args); err != nil {
+		return nil, err
+	}
+	return f, f.check()
+}
+
+// check validates values the flag package accepts but Switchboard does not.
+func (f *serveFlags) check() error {
+	bad := func(name, why string) error { return &flagError{flag: name, err: errors.New(why)} }
+	positive := map[string]time.Duration{
+		"history-ttl": f.historyTTL, "idempotency-ttl": f.idempotencyTTL, "hello-timeout": f.helloTimeout,
+		"heartbeat": f.heartbeat, "drain-timeout": f.drainTimeout,
+	}
+	for _, name := range []string{"history-ttl", "idempotency-ttl", "hello-timeout", "heartbeat", "drain-timeout"} {
+		if positive[name] <= 0 {
+			return bad(name, "must be a positive duration such as 5s or 2m")
+		}
+	}
+	switch {
+	case f.drainSpread < 0:
+		return bad("drain-spread", "must not be negative")
+	case f.historySize <= 0:
+		return bad("history-size", "must be a positive number")
+	case f.maxRooms <= 0:
+		return bad("max-rooms", "must be a positive number")
+	case f.rate <= 0:
+		return bad("rate", "must be a positive number")
+	case f.burst <= 0:
+		return bad("burst", "must be a positive number")
+	case f.maxFrame < 256:
+		return bad("max-frame", "must be at least 256 bytes")
+	case f.sendQueue < sizeValue(f.maxFrame):
+		return bad("send-queue", "must be at least --max-frame")
+	case f.logLevel != "debug" && f.logLevel != "info" && f.logLevel != "warn" && f.logLevel != "error":
+		return bad("log-level", "must be debug, info, warn or error")
+	case f.logFormat != "text" && f.logFormat != "json":
+		return bad("log-format", "must be text or json")
+	case f.jwtSecret != "" && len(f.jwtSecret) < 16:
+		return bad("jwt-secret", "must be at least 16 bytes long")
+	case !f.dev && f.jwtSecret == "" && f.jwtPublicKey == "":
+		return bad("jwt-secret", "set --jwt-secret or --jwt-public-key (or run with --dev)")
+	}
+	if f.redisCluster && f.redis == "" {
+		return bad("redis-cluster", "needs --redis with the seed nodes")
+	}
+	if _, _, err := net.SplitHostPort(f.listen); err != nil {
+		return bad("listen", "want host:port or :port")
+	}
+	return nil
+}
+
+func (f *serveFlags) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(f.logLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if f.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// config turns the flags into an instance Config, reading key files.
+func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
+	cfg := switchboard.Config{
+		HistorySize: f.historySize, HistoryTTL: f.historyTTL, IdempotencyTTL: f.idempotencyTTL,
+		InstanceID: f.instanceID, JWTSecret: []byte(f.jwtSecret), APIKey: f.apiKey, Dev: f.dev,
+		AllowedOrigins: f.allowedOrigins, NoDirect: f.noDirect,
+		MaxFrameBytes: int64(f.maxFrame), MaxRooms: f.maxRooms, Rate: f.rate, Burst: f.burst,
+		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,
+		DrainTimeout: f.drainTimeout, DrainSpread: f.drainSpread, Logger: log,
+	}
+	if f.jwtPublicKey != "" {
+		pem, err := os.ReadFile(f.jwtPublicKey)
+		if err != nil {
+			return cfg, &flagError{flag: "jwt-public-key", err: err}
+		}
+		cfg.JWTPublicKeyPEM = pem
+	}
+	if f.redis != "" {
+		return cfg, &flagError{flag: "redis", err: errors.New("the Redis broker is not part of this build yet; leave --redis empty for the embedded broker")}
+	}
+	return cfg, nil
+}
+
+func serve(args []string, env lookupEnv, stderr io.Writer) error {
+	f, err := parseServeFlags(args, env)
+	if err != nil {
+		return err
+	}
+	log := f.logger(stderr)
+	cfg, err := f.config(log)
+	if err != nil {
+		return err
+	}
+	inst, err := switchboard.New(cfg)
+	if err != nil {
+		return err
+	}
+	if f.dev {
+		log.Warn(strings.Repeat("!", 12) + " DEV MODE: anyone can connect as any user without a token, the API needs no key and every Origin is accepted. Never run this in production. " + strings.Repeat("!", 12))
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return &flagError{flag: "listen", err: err}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+	go func() {
+		sig, ok := <-signals
+		if !ok {
+			return
+		}
+		log.Info("draining on signal", "signal", sig.String())
+		cancel()
+		if sig, ok = <-signals; ok {
+			log.Warn("second signal during drain: exiting now", "signal", sig.String())
+			os.Exit(1)
+		}
+	}()
+	if err := inst.Serve(ctx, ln); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

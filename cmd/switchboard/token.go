@@ -1,0 +1,52 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// token prints a HS256 token, for development and tests.
+func token(args []string, env lookupEnv, stdout io.Writer) error {
+	var (
+		user, secret   string
+		rooms, publish listValue
+		ttl            time.Duration
+	)
+	fs := newFlagSet("token", env)
+	fs.StringVar(&user, "user", "", "user id (the token's sub)")
+	fs.Var(&rooms, "rooms", "comma-separated patterns of rooms the user may join (default: all)")
+	fs.Var(&publish, "publish", "comma-separated patterns of rooms the user may publish to (default: as --rooms)")
+	fs.DurationVar(&ttl, "ttl", time.Hour, "lifetime of the token")
+	fs.StringVar(&secret, "jwt-secret", "", "HS256 secret, as given to serve")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	switch {
+	case user == "":
+		return &flagError{flag: "user", err: errors.New("is required")}
+	case !protocol.ValidUser(user):
+		return &flagError{flag: "user", err: errors.New("must be 1-127 printable characters without spaces or braces")}
+	case secret == "":
+		return &flagError{flag: "jwt-secret", err: errors.New("is required (or SWITCHBOARD_JWT_SECRET)")}
+	case ttl <= 0:
+		return &flagError{flag: "ttl", err: errors.New("must be positive")}
+	}
+	c := auth.Claims{User: user, Expires: time.Now().Add(ttl).Truncate(time.Second)}
+	if fs.Lookup("rooms").Value.(*countedValue).n > 0 || len(rooms) > 0 {
+		c.Rooms, c.HasRooms = rooms, true
+	}
+	if fs.Lookup("publish").Value.(*countedValue).n > 0 || len(publish) > 0 {
+		c.Publish, c.HasPublish = publish, true
+	}
+	tok, err := auth.Sign([]byte(secret), c)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	_, err = fmt.Fprintln(stdout, tok)
+	return err
+}

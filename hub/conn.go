@@ -1,0 +1,183 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// readBufferBytes is small on purpose: it is held for the whole life of an
+// idle connection. Larger frames are read in several steps.
+const readBufferBytes = 1024
+
+var writeBufferPool = &sync.Pool{}
+
+// errSessionEnded is the cause of a session context that ended normally.
+var errSessionEnded = errors.New("hub: session ended")
+
+// ServeHTTP upgrades a request to a WebSocket and runs the session on it
+// until it ends. It is the handler of GET /ws.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() {
+		http.Error(w, "draining: reconnect to another instance", http.StatusServiceUnavailable)
+		return
+	}
+	originOK := h.originAllowed(r)
+	up := websocket.Upgrader{
+		ReadBufferSize:  readBufferBytes,
+		WriteBufferPool: writeBufferPool,
+		// The Origin is checked after the upgrade so that a browser sees
+		// close code 1008 rather than an opaque failed handshake.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	conn, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		h.metrics.authFailure("upgrade")
+		return // Upgrade has answered the request.
+	}
+	h.live.Add(1)
+	defer h.live.Done()
+	defer conn.Close()
+	remote := r.RemoteAddr
+	if !originOK {
+		h.log.Warn("origin refused", "remote", remote, "origin", r.Header.Get("Origin"))
+		h.metrics.authFailure("origin")
+		closeNow(conn, closePolicy, "origin not allowed")
+		return
+	}
+	conn.SetReadLimit(h.cfg.MaxFrameBytes)
+
+	s, hello := h.handshake(conn, remote)
+	if s == nil {
+		return
+	}
+	h.run(s, hello)
+}
+
+// originAllowed applies Config.AllowedOrigins to the request's Origin.
+// Requests without Origin (not from a browser) are allowed.
+func (h *Hub) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || h.cfg.Dev {
+		return true
+	}
+	if len(h.cfg.AllowedOrigins) == 0 {
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	for _, allowed := range h.cfg.AllowedOrigins {
+		if allowed == "*" || strings.EqualFold(allowed, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// closeNow sends a close frame and drops the connection.
+func closeNow(conn *websocket.Conn, code int, reason string) {
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	// Give the client a moment to read the close frame before the TCP
+	// connection goes away under it.
+	_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
+	for {
+		if _, _, err := conn.NextReader(); err != nil {
+			return
+		}
+	}
+}
+
+// handshake reads and checks hello and returns the new session, or nil after
+// closing the connection.
+func (h *Hub) handshake(conn *websocket.Conn, remote string) (*Session, *protocol.ClientFrame) {
+	_ = conn.SetReadDeadline(time.Now().Add(h.cfg.HelloTimeout))
+	typ, data, err := conn.ReadMessage()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			h.metrics.authFailure("hello_timeout")
+			closeNow(conn, closeUnauthorized, "no hello in time")
+		}
+		return nil, nil
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	h.metrics.frameIn(len(data))
+	if typ != websocket.TextMessage {
+		h.metrics.authFailure("no_hello")
+		closeNow(conn, closeUnauthorized, "hello must be the first frame")
+		return nil, nil
+	}
+	f, derr := protocol.Decode(data)
+	if derr != nil || f.Type != protocol.TypeHello {
+		h.metrics.authFailure("no_hello")
+		closeNow(conn, closeUnauthorized, "hello must be the first frame")
+		return nil, nil
+	}
+	claims, reason := h.authenticate(f)
+	if reason != "" {
+		h.metrics.authFailure("token")
+		h.log.Info("hello refused", "remote", remote, "err", reason)
+		closeNow(conn, closeUnauthorized, reason)
+		return nil, nil
+	}
+	if h.draining.Load() {
+		closeNow(conn, closeRestarting, "draining")
+		return nil, nil
+	}
+	s := &Session{
+		hub:       h,
+		conn:      conn,
+		id:        newID("s_"),
+		user:      claims.User,
+		batch:     f.Batch,
+		echo:      f.Echo,
+		claims:    claims,
+		limiter:   rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst),
+		badFrames: rate.NewLimiter(rate.Limit(1), badFrameBurst),
+		rooms:     make(map[string]*room),
+		sent:      make(map[string]broker.Position),
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.touch()
+	return s, f
+}
+
+// badFrameBurst is how many invalid frames in a row (refilled at one per
+// second) a session may send before it is closed with 1008.
+const badFrameBurst = 10
+
+// authenticate checks hello's token (or, in dev mode, its user). It returns
+// the claims, or the reason for refusing.
+func (h *Hub) authenticate(f *protocol.ClientFrame) (auth.Claims, string) {
+	if f.Token == "" {
+		if !h.cfg.Dev {
+			return auth.Claims{}, "hello needs a token"
+		}
+		if !protocol.ValidUser(f.User) {
+			return auth.Claims{}, "dev mode: hello.user must be a valid user id"
+		}
+		return auth.Claims{User: f.User}, ""
+	}
+	if h.cfg.Verifier == nil {
+		return auth.Claims{}, "this server verifies no tokens"
+	}
+	c, err := h.cfg.Verifier.Verify(f.Token)
+	if err != nil {
+		if errors.Is(err, auth.ErrExpired) {
+			return auth.Claims{}, "token expired"
+		}
+		return auth.Claims{}, "invalid token"
+	}
+	return c, ""
+}

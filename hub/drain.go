@@ -1,0 +1,64 @@
+package hub
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Drain ends the hub gracefully (PROTOCOL.md, "Graceful drain"): it refuses
+// new sessions, tells every session to reconnect after a delay spread with
+// jitter over Config.DrainSpread and closes it with 4001, then waits until
+// the sessions are gone or ctx ends, saves their state and removes the
+// instance from the registry. Run returns when Drain does. Drain returns
+// ctx's error if sessions were still open when it ended.
+func (h *Hub) Drain(ctx context.Context) error {
+	if !h.draining.CompareAndSwap(false, true) {
+		<-h.stopped
+		return nil
+	}
+	defer h.stopOnce.Do(func() { close(h.stopped) })
+	h.metrics.drainStarted()
+	sessions := h.snapshot()
+	h.log.Info("draining", "sessions", len(sessions), "spread", h.cfg.DrainSpread)
+	spread := h.cfg.DrainSpread.Milliseconds()
+	for _, s := range sessions {
+		after := int64(0)
+		if spread > 0 {
+			after = rand.Int64N(spread + 1)
+		}
+		s.send(&protocol.Reconnect{Type: protocol.TypeReconnect, ReconnectAfter: after, Server: h.cfg.InstanceID})
+		s.close(closeRestarting, "server restarting", true)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		h.live.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		h.log.Warn("drain timed out", "sessions", h.SessionCount())
+		for _, s := range h.snapshot() {
+			_ = s.conn.Close()
+		}
+		// Sessions end promptly once their connections are gone.
+		select {
+		case <-done:
+		case <-time.After(closeGrace):
+		}
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), h.cfg.BrokerTimeout)
+	defer cancel()
+	h.flushStates(dctx)
+	if derr := h.broker.Deregister(dctx, h.cfg.InstanceID); derr != nil {
+		h.log.Warn("deregister instance", "err", derr)
+	}
+	h.log.Info("drained")
+	return err
+}

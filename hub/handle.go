@@ -1,0 +1,222 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+
+	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// handle answers one decoded client frame. Frames of a session are handled
+// one at a time, in the order they arrived.
+func (s *Session) handle(f *protocol.ClientFrame) {
+	var err error
+	switch f.Type {
+	case protocol.TypeHello:
+		err = protocol.Errorf(protocol.CodeBadRequest, "hello was already received")
+	case protocol.TypeJoin:
+		err = s.join(f)
+	case protocol.TypeLeave:
+		err = s.leave(f)
+	case protocol.TypePublish:
+		err = s.publish(f, f.Room)
+	case protocol.TypeSend:
+		err = s.sendDirect(f)
+	case protocol.TypePresence:
+		err = s.presence(f)
+	case protocol.TypeHistory:
+		err = s.history(f)
+	case protocol.TypeRefresh:
+		err = s.refresh(f)
+	case protocol.TypePing:
+		s.send(&protocol.Pong{Type: protocol.TypePong, ID: f.ID})
+	}
+	if err != nil {
+		s.sendError(f.ID, s.hub.protocolError(err))
+	}
+}
+
+// protocolError turns an error of a handler into the error frame's code.
+func (h *Hub) protocolError(err error) *protocol.Error {
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, broker.ErrClosed):
+		return protocol.Errorf(protocol.CodeUnavailable, "the message bus is unavailable; nothing was stored, try again")
+	case errors.Is(err, ErrDraining):
+		return protocol.Errorf(protocol.CodeUnavailable, "this instance is draining; reconnect")
+	}
+	h.log.Error("internal error", "err", err)
+	return protocol.Errorf(protocol.CodeInternal, "internal error")
+}
+
+func (s *Session) leave(f *protocol.ClientFrame) error {
+	if f.Room == protocol.Inbox(s.user) {
+		return protocol.Errorf(protocol.CodeBadRequest, "a session cannot leave its inbox")
+	}
+	s.mu.Lock()
+	r := s.rooms[f.Room]
+	delete(s.rooms, f.Room)
+	delete(s.sent, f.Room)
+	s.dirty = true
+	s.mu.Unlock()
+	if r == nil {
+		return protocol.Errorf(protocol.CodeNotJoined, "not joined to %s", f.Room)
+	}
+	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	defer cancel()
+	s.hub.removeMember(ctx, s, r)
+	s.send(&protocol.Left{Type: protocol.TypeLeft, ID: f.ID, Room: f.Room})
+	return nil
+}
+
+func (s *Session) joined(room string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.rooms[room]
+	return ok
+}
+
+func (s *Session) publish(f *protocol.ClientFrame, room string) error {
+	if !s.joined(room) {
+		return protocol.Errorf(protocol.CodeNotJoined, "join the room before publishing to it")
+	}
+	if !s.claims.CanPublish(room) {
+		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow publishing to %s", room)
+	}
+	return s.publishTo(f, room)
+}
+
+func (s *Session) sendDirect(f *protocol.ClientFrame) error {
+	if s.hub.cfg.NoDirect && f.To != s.user {
+		return protocol.Errorf(protocol.CodeForbidden, "direct messages are disabled on this server")
+	}
+	return s.publishTo(f, protocol.Inbox(f.To))
+}
+
+// publishTo stores the frame's data in room through the broker and acks it.
+// The reader waits for the broker, so a session's publishes are stored and
+// acked in the order it sent them.
+func (s *Session) publishTo(f *protocol.ClientFrame, room string) error {
+	if s.hub.draining.Load() {
+		return ErrDraining
+	}
+	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	defer cancel()
+	pos, err := s.hub.publish(ctx, room, broker.Publication{From: s.user, Origin: s.id, Data: f.Data, Key: f.Key})
+	if err != nil {
+		return err
+	}
+	s.send(&protocol.Ack{Type: protocol.TypeAck, ID: f.ID, Room: room, Epoch: pos.Epoch, Offset: pos.Offset})
+	return nil
+}
+
+// publish hands a publication to the broker and counts it.
+func (h *Hub) publish(ctx context.Context, room string, p broker.Publication) (broker.Position, error) {
+	done := h.metrics.publishStarted()
+	pos, err := h.broker.Publish(ctx, room, p)
+	done(err)
+	return pos, err
+}
+
+func (s *Session) presence(f *protocol.ClientFrame) error {
+	if !s.claims.CanJoin(f.Room) {
+		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
+	}
+	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	defer cancel()
+	users, err := s.hub.RoomPresence(ctx, f.Room)
+	if err != nil {
+		return err
+	}
+	s.send(&protocol.Presence{Type: protocol.TypePresence, ID: f.ID, Room: f.Room, Total: len(users), Users: users})
+	return nil
+}
+
+// RoomPresence returns the users present in room with their session
+// counts, sorted by user.
+func (h *Hub) RoomPresence(ctx context.Context, room string) ([]protocol.UserSessions, error) {
+	entries, err := h.broker.Presence(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	counts := make(map[string]int)
+	for _, e := range entries {
+		counts[e.User]++
+	}
+	users := make([]protocol.UserSessions, 0, len(counts))
+	for u, n := range counts {
+		users = append(users, protocol.UserSessions{User: u, Sessions: n})
+	}
+	sort.Slice(users, func(i, j int) bool { return users[i].User < users[j].User })
+	return users, nil
+}
+
+func (s *Session) history(f *protocol.ClientFrame) error {
+	if !s.claims.CanJoin(f.Room) {
+		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
+	}
+	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	defer cancel()
+	h, err := s.hub.History(ctx, f.Room, f.Since, f.Limit)
+	if err != nil {
+		return err
+	}
+	msgs := make([]json.RawMessage, len(h.Messages))
+	for i, m := range h.Messages {
+		msgs[i] = encodeMessage(m)
+	}
+	s.send(&protocol.History{Type: protocol.TypeHistory, ID: f.ID, Room: f.Room, Epoch: h.Epoch, Offset: h.Offset, Messages: msgs})
+	return nil
+}
+
+// History reads room's history. With since in the room's current epoch it
+// returns the messages after since.Offset, oldest first; otherwise the
+// latest ones. limit is capped by the history size (0 means all of it).
+func (h *Hub) History(ctx context.Context, room string, since *protocol.Position, limit int) (broker.History, error) {
+	if limit <= 0 || limit > h.cfg.HistorySize {
+		limit = h.cfg.HistorySize
+	}
+	q := broker.HistoryQuery{Limit: limit, Tail: true}
+	if since != nil {
+		q = broker.HistoryQuery{After: since.Offset, Limit: limit}
+	}
+	res, err := h.broker.History(ctx, room, q)
+	if err != nil {
+		return res, err
+	}
+	if since != nil && since.Epoch != res.Epoch {
+		// A position of another epoch means nothing here: answer with the
+		// latest messages of the current epoch.
+		return h.broker.History(ctx, room, broker.HistoryQuery{Limit: limit, Tail: true})
+	}
+	return res, nil
+}
+
+func (s *Session) refresh(f *protocol.ClientFrame) error {
+	if s.hub.cfg.Verifier == nil {
+		return protocol.Errorf(protocol.CodeForbidden, "this server verifies no tokens")
+	}
+	c, err := s.hub.cfg.Verifier.Verify(f.Token)
+	if err != nil {
+		s.hub.metrics.authFailure("refresh")
+		msg := "invalid token"
+		if errors.Is(err, auth.ErrExpired) {
+			msg = "token expired"
+		}
+		return protocol.Errorf(protocol.CodeForbidden, "%s", msg)
+	}
+	if c.User != s.user {
+		s.hub.metrics.authFailure("refresh")
+		return protocol.Errorf(protocol.CodeForbidden, "the new token is for another user")
+	}
+	s.claims = c
+	s.armExpiry(c.Expires)
+	s.send(&protocol.Ack{Type: protocol.TypeAck, ID: f.ID})
+	return nil
+}

@@ -1,0 +1,277 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/broker"
+)
+
+// Defaults of Config fields.
+const (
+	DefaultMaxFrameBytes  = 64 << 10
+	DefaultMaxRooms       = 128
+	DefaultRate           = 50
+	DefaultBurst          = 100
+	DefaultSendQueueBytes = 1 << 20
+	DefaultHelloTimeout   = 5 * time.Second
+	DefaultHeartbeat      = 25 * time.Second
+	DefaultDrainSpread    = 2 * time.Second
+	DefaultHistorySize    = 100
+	DefaultSessionTTL     = 5 * time.Minute
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultBrokerTimeout  = 5 * time.Second
+)
+
+// ErrDraining is returned for work refused because the hub is draining.
+var ErrDraining = errors.New("hub: draining")
+
+// Verifier checks a token and returns its claims.
+type Verifier interface {
+	Verify(token string) (auth.Claims, error)
+}
+
+// Config configures a Hub. The zero value of each field means its default.
+type Config struct {
+	// Broker carries every message. Required.
+	Broker broker.Broker
+	// Verifier checks hello and refresh tokens. Nil accepts no token, so
+	// only Dev mode can admit anyone.
+	Verifier Verifier
+	// Dev accepts hello.user without a token and any Origin.
+	Dev bool
+	// InstanceID names this instance. Default: "i_" and random characters.
+	InstanceID string
+	// Address is the address this instance advertises in the registry.
+	Address string
+	// AllowedOrigins lists the Origins accepted on upgrade; "*" accepts any.
+	// Default: only the request's own host.
+	AllowedOrigins []string
+	// MaxFrameBytes is the largest client frame. Default: 65536.
+	MaxFrameBytes int64
+	// MaxRooms is how many rooms one session may join, its inbox not
+	// counted. Default: 128.
+	MaxRooms int
+	// Rate is the client frames per second a session may send. Default: 50.
+	Rate float64
+	// Burst is the token bucket's size. Default: 100.
+	Burst int
+	// SendQueueBytes bounds the encoded frames queued for one session before
+	// it is closed as a slow consumer. Default: 1 MiB.
+	SendQueueBytes int
+	// HelloTimeout is how long a new connection may take to send hello.
+	// Default: 5s.
+	HelloTimeout time.Duration
+	// Heartbeat is the ping interval. A session that answers nothing for two
+	// intervals is closed. Default: 25s.
+	Heartbeat time.Duration
+	// DrainSpread is the window over which drained clients are told to
+	// reconnect. Default: 2s.
+	DrainSpread time.Duration
+	// HistorySize caps history reads; it should equal the broker's history
+	// size. Default: 100.
+	HistorySize int
+	// SessionTTL is how long a session's state stays resumable with
+	// hello.session. Default: 5m.
+	SessionTTL time.Duration
+	// NoDirect forbids send (direct messages) between users.
+	NoDirect bool
+	// WriteTimeout bounds each socket write. Default: 10s.
+	WriteTimeout time.Duration
+	// BrokerTimeout bounds each broker call made for a client. Default: 5s.
+	BrokerTimeout time.Duration
+	// Metrics receives counters; nil counts nothing.
+	Metrics *Metrics
+	// Logger receives the hub's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Broker == nil {
+		return errors.New("hub: Config.Broker is required")
+	}
+	if c.InstanceID == "" {
+		c.InstanceID = "i_" + rand.Text()[:12]
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	def(&c.MaxRooms, DefaultMaxRooms)
+	def(&c.Burst, DefaultBurst)
+	def(&c.SendQueueBytes, DefaultSendQueueBytes)
+	def(&c.HistorySize, DefaultHistorySize)
+	defDur(&c.HelloTimeout, DefaultHelloTimeout)
+	defDur(&c.Heartbeat, DefaultHeartbeat)
+	defDur(&c.DrainSpread, DefaultDrainSpread)
+	defDur(&c.SessionTTL, DefaultSessionTTL)
+	defDur(&c.WriteTimeout, DefaultWriteTimeout)
+	defDur(&c.BrokerTimeout, DefaultBrokerTimeout)
+	switch {
+	case c.MaxFrameBytes < 0:
+		return errors.New("hub: Config.MaxFrameBytes must be positive")
+	case c.MaxRooms < 0:
+		return errors.New("hub: Config.MaxRooms must be positive")
+	case c.Rate < 0 || c.Burst < 0:
+		return errors.New("hub: Config.Rate and Config.Burst must be positive")
+	case c.SendQueueBytes < 0:
+		return errors.New("hub: Config.SendQueueBytes must be positive")
+	case c.HelloTimeout < 0 || c.Heartbeat < 0 || c.DrainSpread < 0 || c.SessionTTL < 0 || c.WriteTimeout < 0 || c.BrokerTimeout < 0:
+		return errors.New("hub: durations in Config must be positive")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Hub is the core of one instance. It is safe for concurrent use. Create it
+// with New, serve WebSockets with ServeHTTP, run its background loops with
+// Run, and end it with Drain.
+type Hub struct {
+	cfg     Config
+	broker  broker.Broker
+	log     *slog.Logger
+	metrics *Metrics
+	started time.Time
+
+	mu       sync.RWMutex
+	sessions map[*Session]struct{}
+	users    map[string]map[*Session]struct{}
+	rooms    map[string]*room
+
+	draining atomic.Bool
+	// live counts sessions whose connection handler has not returned.
+	live sync.WaitGroup
+	// stopped is closed by Drain when every session has ended or the drain
+	// timed out; Run returns then.
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// New returns a Hub for cfg.
+func New(cfg Config) (*Hub, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Hub{
+		cfg:      cfg,
+		broker:   cfg.Broker,
+		log:      cfg.Logger.With("instance", cfg.InstanceID),
+		metrics:  cfg.Metrics,
+		started:  time.Now(),
+		sessions: make(map[*Session]struct{}),
+		users:    make(map[string]map[*Session]struct{}),
+		rooms:    make(map[string]*room),
+		stopped:  make(chan struct{}),
+	}, nil
+}
+
+// InstanceID returns the id of this instance.
+func (h *Hub) InstanceID() string { return h.cfg.InstanceID }
+
+// Draining reports whether Drain has begun.
+func (h *Hub) Draining() bool { return h.draining.Load() }
+
+// SessionCount returns the number of connected sessions.
+func (h *Hub) SessionCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.sessions)
+}
+
+// UserCount returns the number of users with a session on this instance.
+func (h *Hub) UserCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users)
+}
+
+// RoomCount returns the number of rooms with local members.
+func (h *Hub) RoomCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.rooms)
+}
+
+// brokerCtx bounds one broker call made on behalf of a client.
+func (h *Hub) brokerCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, h.cfg.BrokerTimeout)
+}
+
+func (h *Hub) addSession(s *Session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sessions[s] = struct{}{}
+	us := h.users[s.user]
+	if us == nil {
+		us = make(map[*Session]struct{})
+		h.users[s.user] = us
+	}
+	us[s] = struct{}{}
+}
+
+func (h *Hub) removeSession(s *Session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.sessions, s)
+	if us := h.users[s.user]; us != nil {
+		delete(us, s)
+		if len(us) == 0 {
+			delete(h.users, s.user)
+		}
+	}
+}
+
+// snapshot returns the current sessions.
+func (h *Hub) snapshot() []*Session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// DisconnectUser closes every local session of user with close code 4004
+// and returns how many there were.
+func (h *Hub) DisconnectUser(user string) int {
+	h.mu.RLock()
+	var list []*Session
+	for s := range h.users[user] {
+		list = append(list, s)
+	}
+	h.mu.RUnlock()
+	for _, s := range list {
+		s.close(closeDisconnected, "disconnected by the server", true)
+	}
+	return len(list)
+}
+
+// newID returns a random id with prefix.
+func newID(prefix string) string { return prefix + rand.Text()[:20] }
+
+// errUnavailable wraps err so that clients see "unavailable".
+func errUnavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, err))
+}

@@ -1,0 +1,102 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/broker"
+)
+
+// stateFlushInterval is how often changed session states are saved for
+// hello.session: the most a crashed instance's sessions can be behind.
+const stateFlushInterval = time.Second
+
+// Run runs the hub's background work until ctx ends or Drain finishes:
+// heartbeat pings, the instance registry heartbeat, and saving changed
+// session states. It returns nil after a drain, or ctx's error.
+func (h *Hub) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { h.every(ctx, h.cfg.Heartbeat, h.heartbeat) })
+	wg.Go(func() { h.every(ctx, stateFlushInterval, h.flushStates) })
+	wg.Go(func() {
+		h.register(ctx)
+		h.every(ctx, h.registryInterval(), func(ctx context.Context) { h.register(ctx) })
+	})
+	defer wg.Wait()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.stopped:
+		return nil
+	}
+}
+
+// registryInterval is how often the instance registry is refreshed.
+func (h *Hub) registryInterval() time.Duration {
+	return min(h.cfg.Heartbeat, 5*time.Second)
+}
+
+// every calls f every d until ctx ends or the hub stops.
+func (h *Hub) every(ctx context.Context, d time.Duration, f func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.stopped:
+			return
+		case <-t.C:
+			f(ctx)
+		}
+	}
+}
+
+// heartbeat pings every session and closes those silent for two intervals.
+func (h *Hub) heartbeat(context.Context) {
+	deadline := time.Now().Add(-2 * h.cfg.Heartbeat).UnixNano()
+	for _, s := range h.snapshot() {
+		if s.lastSeenNS.Load() < deadline {
+			h.log.Info("heartbeat timeout", "session", s.id, "user", s.user)
+			s.close(closeGoingAway, "heartbeat timeout", false)
+			continue
+		}
+		s.ping()
+	}
+}
+
+// register refreshes this instance in the broker's registry, which also
+// keeps its presence entries alive.
+func (h *Hub) register(ctx context.Context) {
+	if h.draining.Load() {
+		return
+	}
+	ctx, cancel := h.brokerCtx(ctx)
+	defer cancel()
+	err := h.broker.Heartbeat(ctx, broker.InstanceInfo{
+		ID: h.cfg.InstanceID, Address: h.cfg.Address, Sessions: h.SessionCount(),
+		Started: h.started, LastHeartbeat: time.Now(),
+	})
+	if err != nil {
+		h.log.Warn("instance heartbeat", "err", err)
+	}
+}
+
+// flushStates saves the states of sessions that changed since last time.
+func (h *Hub) flushStates(ctx context.Context) {
+	var states []broker.SessionState
+	for _, s := range h.snapshot() {
+		if s.takeDirty() {
+			states = append(states, s.state())
+		}
+	}
+	if len(states) == 0 {
+		return
+	}
+	ctx, cancel := h.brokerCtx(ctx)
+	defer cancel()
+	if err := h.broker.SaveSessions(ctx, h.cfg.SessionTTL, states...); err != nil {
+		h.log.Warn("save session states", "sessions", len(states), "err", err)
+	}
+}

@@ -1,0 +1,186 @@
+package hub
+
+import (
+	"context"
+	"sync"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// room is a room with local members. It exists while refs > 0 and holds the
+// broker subscription for that time.
+type room struct {
+	name string
+
+	// Guarded by Hub.mu.
+	refs    int
+	closing bool
+	// ready is closed when the broker subscription is settled; err says how.
+	ready chan struct{}
+	err   error
+	// gone is closed when the room has been unsubscribed and removed.
+	gone chan struct{}
+
+	mu      sync.Mutex
+	members map[*Session]*member
+}
+
+// member is one session's membership of a room. Guarded by room.mu.
+type member struct {
+	// recovering members buffer live messages in pending until their join
+	// has sent what they missed.
+	recovering bool
+	pending    []*broker.Message
+	// pendingReset is a reset that arrived while recovering.
+	pendingReset *broker.Position
+	// epoch and next are the position the member expects next.
+	epoch string
+	next  uint64
+}
+
+// acquire takes a reference on the room called name, subscribing to the
+// broker if this instance has no member of it yet. Every successful acquire
+// must be paired with one release.
+func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
+	for {
+		h.mu.Lock()
+		r := h.rooms[name]
+		if r != nil && r.closing {
+			gone := r.gone
+			h.mu.Unlock()
+			select {
+			case <-gone:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		creator := r == nil
+		if creator {
+			r = &room{
+				name:    name,
+				ready:   make(chan struct{}),
+				gone:    make(chan struct{}),
+				members: make(map[*Session]*member),
+			}
+			h.rooms[name] = r
+		}
+		r.refs++
+		h.mu.Unlock()
+
+		if creator {
+			bctx, cancel := h.brokerCtx(context.WithoutCancel(ctx))
+			r.err = h.broker.Subscribe(bctx, h, name)
+			cancel()
+			close(r.ready)
+		} else {
+			select {
+			case <-r.ready:
+			case <-ctx.Done():
+				h.release(r)
+				return nil, ctx.Err()
+			}
+		}
+		if r.err != nil {
+			err := r.err
+			h.release(r)
+			return nil, err
+		}
+		return r, nil
+	}
+}
+
+// release drops a reference taken by acquire; the last one unsubscribes.
+func (h *Hub) release(r *room) {
+	h.mu.Lock()
+	r.refs--
+	if r.refs > 0 {
+		h.mu.Unlock()
+		return
+	}
+	r.closing = true
+	h.mu.Unlock()
+
+	if r.err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.BrokerTimeout)
+		if err := h.broker.Unsubscribe(ctx, h, r.name); err != nil {
+			h.log.Warn("unsubscribe", "room", r.name, "err", err)
+		}
+		cancel()
+	}
+	h.mu.Lock()
+	delete(h.rooms, r.name)
+	h.mu.Unlock()
+	close(r.gone)
+}
+
+// Deliver implements broker.Handler: it fans m out to the local members of
+// its room, encoding the frame once.
+func (h *Hub) Deliver(m *broker.Message) {
+	h.mu.RLock()
+	r := h.rooms[m.Room]
+	h.mu.RUnlock()
+	if r == nil {
+		return
+	}
+	var frame []byte
+	delivered := 0
+	r.mu.Lock()
+	for s, mem := range r.members {
+		if mem.recovering {
+			mem.pending = append(mem.pending, m)
+			continue
+		}
+		if m.Epoch != mem.epoch {
+			// The broker promises a Reset before a new epoch; if one was
+			// missed, say so rather than mix epochs silently.
+			s.enqueueReset(r.name, broker.Position{Epoch: m.Epoch, Offset: m.Offset - 1})
+			mem.epoch = m.Epoch
+			mem.next = m.Offset
+		}
+		if m.Offset < mem.next {
+			continue // already sent by recovery
+		}
+		mem.next = m.Offset + 1
+		if m.Origin == s.id && !s.echo {
+			continue // the publisher gets an ack instead
+		}
+		if frame == nil {
+			frame = encodeMessage(m)
+		}
+		s.enqueueMessage(frame, m)
+		delivered++
+	}
+	r.mu.Unlock()
+	h.metrics.delivered(delivered)
+}
+
+// Reset implements broker.Handler: the broker lost continuity for room.
+func (h *Hub) Reset(name string, pos broker.Position) {
+	h.mu.RLock()
+	r := h.rooms[name]
+	h.mu.RUnlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s, mem := range r.members {
+		if mem.recovering {
+			p := pos
+			mem.pendingReset = &p
+			mem.pending = mem.pending[:0]
+			continue
+		}
+		mem.epoch, mem.next = pos.Epoch, pos.Offset+1
+		s.enqueueReset(name, pos)
+	}
+	h.metrics.reset()
+}
+
+func encodeMessage(m *broker.Message) []byte {
+	return protocol.AppendMessage(make([]byte, 0, 96+len(m.Room)+len(m.Epoch)+len(m.From)+len(m.Data)), &protocol.Message{
+		Room: m.Room, Epoch: m.Epoch, Offset: m.Offset, From: m.From, Data: m.Data, TS: m.Time,
+	})
+}

@@ -1,0 +1,157 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// errClosedByServer ends a session the server closed on purpose.
+var errClosedByServer = errors.New("hub: closed by server")
+
+// run starts a session after hello and reads its frames until it ends.
+func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
+	log := h.log.With("session", s.id, "user", s.user)
+	h.addSession(s)
+	h.metrics.sessionOpened()
+	conn := s.conn
+	conn.SetPongHandler(func(string) error { s.touch(); return nil })
+	defer h.endSession(s)
+
+	s.armExpiry(s.claims.Expires)
+	if err := h.welcome(s, hello); err != nil {
+		log.Warn("hello failed", "err", err)
+		s.close(websocket.CloseTryAgainLater, "broker unavailable, try again", true)
+		s.waitClosed()
+		return
+	}
+	log.Debug("session started")
+	for {
+		typ, data, err := conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			switch {
+			case errors.As(err, &ce):
+				log.Debug("session closed by client", "code", ce.Code)
+			case errors.Is(err, websocket.ErrReadLimit):
+				h.metrics.closed(protocol.CloseTooLarge)
+				log.Warn("frame too large", "code", protocol.CloseTooLarge)
+			default:
+				log.Debug("session connection ended", "err", err)
+			}
+			return
+		}
+		s.touch()
+		h.metrics.frameIn(len(data))
+		if typ != websocket.TextMessage {
+			s.invalid(nil, protocol.Errorf(protocol.CodeBadRequest, "frames must be text frames holding JSON"))
+			continue
+		}
+		if !s.allow() {
+			continue
+		}
+		f, derr := protocol.Decode(data)
+		if derr != nil {
+			var pe *protocol.Error
+			errors.As(derr, &pe)
+			s.invalid(f.ID, pe)
+			continue
+		}
+		s.handle(f)
+	}
+}
+
+// allow applies the session's rate limit to one frame.
+func (s *Session) allow() bool {
+	if s.limiter.Allow() {
+		s.refused = 0
+		return true
+	}
+	s.refused++
+	if s.refused > s.hub.cfg.Burst {
+		s.close(closeRateLimited, "rate limited too long", true)
+		return false
+	}
+	s.sendError(nil, protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", s.hub.cfg.Rate))
+	return false
+}
+
+// invalid answers a malformed frame, and closes a session that keeps
+// sending them with 1008.
+func (s *Session) invalid(id []byte, e *protocol.Error) {
+	s.sendError(id, e)
+	if !s.badFrames.Allow() {
+		s.close(closePolicy, "too many invalid frames", true)
+	}
+}
+
+// armExpiry closes the session with 4003 when its token expires.
+func (s *Session) armExpiry(exp time.Time) {
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
+	if exp.IsZero() {
+		return
+	}
+	s.expiry = time.AfterFunc(time.Until(exp), func() {
+		s.close(closeUnauthorized, "token expired", true)
+	})
+}
+
+// waitClosed keeps reading until the client answers a close or the
+// connection drops, so that the close frame is not lost under a reset.
+func (s *Session) waitClosed() {
+	_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace + time.Second))
+	for {
+		if _, _, err := s.conn.NextReader(); err != nil {
+			return
+		}
+	}
+}
+
+// endSession removes an ended session from its rooms and the hub and saves
+// its state for hello.session.
+func (h *Hub) endSession(s *Session) {
+	s.cancel(errSessionEnded)
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.mu.Lock()
+	s.closing, s.closeSent = true, true
+	s.queue, s.queued = nil, 0
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	_ = s.conn.Close()
+
+	state := s.state()
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.BrokerTimeout)
+	defer cancel()
+	if err := h.broker.SaveSessions(ctx, h.cfg.SessionTTL, state); err != nil {
+		h.log.Warn("save session state", "session", s.id, "err", err)
+	}
+	for _, r := range rooms {
+		h.removeMember(ctx, s, r)
+	}
+	h.removeSession(s)
+	h.metrics.sessionClosed()
+}
+
+// removeMember takes s out of r and the room's presence.
+func (h *Hub) removeMember(ctx context.Context, s *Session, r *room) {
+	r.mu.Lock()
+	delete(r.members, s)
+	r.mu.Unlock()
+	if err := h.broker.RemovePresence(ctx, r.name, s.id); err != nil && !errors.Is(err, broker.ErrClosed) {
+		h.log.Warn("remove presence", "room", r.name, "session", s.id, "err", err)
+	}
+	h.release(r)
+}

@@ -1,0 +1,214 @@
+// Package switchboard wires one Switchboard instance together: the broker,
+// the hub, the HTTP API and the http.Server, and the order in which they
+// stop. Tests start whole instances with it on 127.0.0.1:0, in-process;
+// cmd/switchboard turns flags into its Config.
+package switchboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchboard-rt/switchboard/api"
+	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/hub"
+)
+
+// Version is the release of this build, set with -ldflags at link time.
+var Version = "dev"
+
+// Defaults of Config fields not owned by the hub.
+const (
+	DefaultHistorySize    = 100
+	DefaultHistoryTTL     = 5 * time.Minute
+	DefaultIdempotencyTTL = 5 * time.Minute
+	DefaultDrainTimeout   = 10 * time.Second
+)
+
+// Config configures an Instance. The zero value of each field means its
+// default; the defaults are those of PROTOCOL.md's flag table.
+type Config struct {
+	// Broker is the bus to use. Default: an embedded memory broker with the
+	// history settings below.
+	Broker broker.Broker
+	// HistorySize is how many messages each room keeps. Default: 100.
+	HistorySize int
+	// HistoryTTL is how long a room's history lives after its last
+	// publish. Default: 5m.
+	HistoryTTL time.Duration
+	// IdempotencyTTL is how long a publish key is remembered. Default: 5m.
+	IdempotencyTTL time.Duration
+
+	// InstanceID names the instance. Default: random.
+	InstanceID string
+	// JWTSecret verifies HS256 tokens.
+	JWTSecret []byte
+	// JWTPublicKeyPEM verifies RS256 and ES256 tokens.
+	JWTPublicKeyPEM []byte
+	// APIKey guards the HTTP API; empty disables it except in Dev mode.
+	APIKey string
+	// Dev admits hello.user without a token, the API without a key, and
+	// any Origin.
+	Dev bool
+	// AllowedOrigins lists accepted Origins; "*" accepts any. Default: the
+	// request's own host.
+	AllowedOrigins []string
+	// NoDirect forbids direct messages between users.
+	NoDirect bool
+
+	// MaxFrameBytes, MaxRooms, Rate, Burst, SendQueueBytes, HelloTimeout,
+	// Heartbeat and DrainSpread are passed to the hub (see hub.Config).
+	MaxFrameBytes  int64
+	MaxRooms       int
+	Rate           float64
+	Burst          int
+	SendQueueBytes int
+	HelloTimeout   time.Duration
+	Heartbeat      time.Duration
+	DrainSpread    time.Duration
+	// DrainTimeout bounds how long a drain waits for sessions. Default: 10s.
+	DrainTimeout time.Duration
+
+	// Logger receives every component's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Instance is one running Switchboard server.
+type Instance struct {
+	cfg      Config
+	broker   broker.Broker
+	hub      *hub.Hub
+	api      *api.Server
+	registry *prometheus.Registry
+	mux      *http.ServeMux
+	log      *slog.Logger
+}
+
+// New builds an instance from cfg. It does not listen yet; see Serve.
+func New(cfg Config) (*Instance, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HistorySize == 0 {
+		cfg.HistorySize = DefaultHistorySize
+	}
+	if cfg.HistoryTTL == 0 {
+		cfg.HistoryTTL = DefaultHistoryTTL
+	}
+	if cfg.IdempotencyTTL == 0 {
+		cfg.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.HistorySize < 0 || cfg.HistoryTTL < 0 || cfg.IdempotencyTTL < 0 || cfg.DrainTimeout < 0 {
+		return nil, errors.New("switchboard: history, idempotency and drain settings must be positive")
+	}
+
+	var verifier hub.Verifier
+	if len(cfg.JWTSecret) > 0 || len(cfg.JWTPublicKeyPEM) > 0 {
+		v, err := auth.NewVerifier(auth.VerifierConfig{
+			Secret: cfg.JWTSecret, PublicKeyPEM: cfg.JWTPublicKeyPEM, RequireExp: !cfg.Dev,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("switchboard: token verification: %w", err)
+		}
+		verifier = v
+	} else if !cfg.Dev {
+		return nil, errors.New("switchboard: set a JWT secret or public key, or run in dev mode")
+	}
+
+	b := cfg.Broker
+	if b == nil {
+		b = memory.New(memory.Config{
+			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
+		})
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h, err := hub.New(hub.Config{
+		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID,
+		AllowedOrigins: cfg.AllowedOrigins, MaxFrameBytes: cfg.MaxFrameBytes, MaxRooms: cfg.MaxRooms,
+		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes,
+		HelloTimeout: cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
+		HistorySize: cfg.HistorySize, NoDirect: cfg.NoDirect,
+		Metrics: hub.NewMetrics(reg), Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("switchboard: %w", err)
+	}
+	h.RegisterGauges(reg)
+
+	inst := &Instance{cfg: cfg, broker: b, hub: h, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
+	inst.api = api.New(api.Config{Hub: h, Broker: b, Gatherer: reg, Logger: cfg.Logger})
+	inst.mux.Handle("GET /ws", h)
+	inst.mux.Handle("/", inst.api)
+	return inst, nil
+}
+
+// Hub returns the instance's hub.
+func (i *Instance) Hub() *hub.Hub { return i.hub }
+
+// Handler returns the instance's HTTP handler: /ws, the API, health checks
+// and metrics.
+func (i *Instance) Handler() http.Handler { return i.mux }
+
+// Serve serves on ln until ctx ends, then drains (PROTOCOL.md, "Graceful
+// drain"): readiness turns off, new WebSocket sessions are refused, every
+// session is told to reconnect and closed with 4001, and after the sessions
+// are gone or the drain timeout passed the HTTP server and the broker are
+// closed. It returns nil after a clean drain.
+func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           i.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(i.log.Handler(), slog.LevelDebug),
+	}
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- i.hub.Run(runCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	i.log.Info("serving", "instance", i.hub.InstanceID(), "listen", ln.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-serveDone:
+		i.log.Error("http server stopped", "err", serveErr)
+	}
+
+	drainCtx, cancel := context.WithTimeout(context.Background(), i.cfg.DrainTimeout)
+	defer cancel()
+	drainErr := i.hub.Drain(drainCtx)
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), time.Second)
+	defer cancelShut()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		_ = srv.Close()
+	}
+	stopRun()
+	<-hubDone
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelClose()
+	if err := i.broker.Close(closeCtx); err != nil {
+		i.log.Warn("close broker", "err", err)
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	if drainErr != nil {
+		i.log.Warn("drain ended with sessions still open", "err", drainErr)
+	}
+	return nil
+}
