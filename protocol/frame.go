@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Client frame types.
@@ -67,7 +68,9 @@ func Decode(b []byte) (*ClientFrame, error) {
 	var f ClientFrame
 	if err := json.Unmarshal(b, &f); err != nil {
 		// A frame that is JSON but has a field of the wrong type still tells
-		// us its id; try once more for it alone.
+		// us its id; try once more for it alone. The failed pass has already
+		// stored whatever "id" held, valid or not, so start from nothing.
+		f.ID = nil
 		var idOnly struct {
 			ID json.RawMessage `json:"id"`
 		}
@@ -82,6 +85,11 @@ func Decode(b []byte) (*ClientFrame, error) {
 	}
 	if err := f.check(); err != nil {
 		return &f, err
+	}
+	if len(f.Data) > 0 && !utf8.Valid(f.Data) {
+		// Data is relayed verbatim in text frames, which must be UTF-8
+		// (RFC 6455); a browser fails the connection of every recipient.
+		return &f, &Error{Code: CodeBadRequest, Message: "data is not valid UTF-8"}
 	}
 	if len(f.Data) > 0 && bytes.ContainsAny(f.Data, "\r\n\t") {
 		// Batched server frames are separated by newlines, so stored data
@@ -161,9 +169,9 @@ func (f *ClientFrame) needData() error {
 }
 
 // validID reports whether raw is a JSON number or string short enough to be
-// echoed.
+// echoed. It is echoed verbatim, so it must be valid UTF-8 too.
 func validID(raw json.RawMessage) bool {
-	if len(raw) == 0 || len(raw) > MaxIDLen {
+	if len(raw) == 0 || len(raw) > MaxIDLen || !utf8.Valid(raw) {
 		return false
 	}
 	c := raw[0]

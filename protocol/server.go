@@ -79,6 +79,16 @@ type Presence struct {
 	Users []UserSessions  `json:"users"`
 }
 
+// MarshalJSON encodes p with "users":[] rather than null when Users is nil,
+// so that clients can always iterate over the list.
+func (p Presence) MarshalJSON() ([]byte, error) {
+	type plain Presence
+	if p.Users == nil {
+		p.Users = []UserSessions{}
+	}
+	return json.Marshal(plain(p))
+}
+
 // History answers history. Messages holds message frames as encoded by
 // [AppendMessage].
 type History struct {
@@ -88,6 +98,16 @@ type History struct {
 	Epoch    string            `json:"epoch"`
 	Offset   uint64            `json:"offset"`
 	Messages []json.RawMessage `json:"messages"`
+}
+
+// MarshalJSON encodes h with "messages":[] rather than null when Messages is
+// nil, so that clients can always iterate over the list.
+func (h History) MarshalJSON() ([]byte, error) {
+	type plain History
+	if h.Messages == nil {
+		h.Messages = []json.RawMessage{}
+	}
+	return json.Marshal(plain(h))
 }
 
 // Reset tells a session that a room could not be kept continuous for it.
