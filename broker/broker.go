@@ -60,7 +60,8 @@ func (m *Message) Position() Position { return Position{Epoch: m.Epoch, Offset: 
 type Publication struct {
 	From   string
 	Origin string
-	Data   json.RawMessage
+	// Data is compact JSON; empty Data is stored as null.
+	Data json.RawMessage
 	// Key, when set, makes the publish idempotent: a key already used in the
 	// same room within the broker's idempotency TTL is not published again,
 	// and Publish returns the first publish's position.
@@ -112,12 +113,15 @@ type InstanceInfo struct {
 // Handler receives the messages of the rooms it subscribed to. For one room,
 // calls are made in offset order and never concurrently; calls for different
 // rooms may be concurrent. A Handler must not block and must not call the
-// broker from inside a call.
+// broker from inside a call. Brokers tell handlers apart by identity, so a
+// Handler must be comparable (a pointer).
 type Handler interface {
 	// Deliver hands over the next message of a subscribed room.
 	Deliver(m *Message)
 	// Reset says that the broker could not keep room continuous: messages
-	// may have been lost, and the room's position is now pos.
+	// may have been lost, and the room's position is now pos. It comes
+	// before the first message after pos, which has offset pos.Offset+1;
+	// a new epoch is always announced this way.
 	Reset(room string, pos Position)
 }
 
@@ -137,7 +141,9 @@ type Broker interface {
 	// Position returns room's latest position, starting an epoch with offset
 	// 0 if the room has none.
 	Position(ctx context.Context, room string) (Position, error)
-	// History reads room's history.
+	// History reads room's history. Like Position it starts an epoch for
+	// a room that has none, so its answer always names one. A negative
+	// Limit is an error.
 	History(ctx context.Context, room string, q HistoryQuery) (History, error)
 
 	// AddPresence records a session's presence in room until it is removed
@@ -145,7 +151,8 @@ type Broker interface {
 	AddPresence(ctx context.Context, room string, e PresenceEntry) error
 	// RemovePresence removes a session's presence from room.
 	RemovePresence(ctx context.Context, room, session string) error
-	// Presence lists the sessions present in room.
+	// Presence lists the sessions present in room, sorted by user, then
+	// session.
 	Presence(ctx context.Context, room string) ([]PresenceEntry, error)
 
 	// SaveSessions records session states for thin-client recovery; each
@@ -160,7 +167,7 @@ type Broker interface {
 	Heartbeat(ctx context.Context, info InstanceInfo) error
 	// Deregister removes an instance from the registry at once.
 	Deregister(ctx context.Context, id string) error
-	// Instances lists the live instances.
+	// Instances lists the live instances, sorted by id.
 	Instances(ctx context.Context) ([]InstanceInfo, error)
 
 	// Close releases the broker's connections. Subscriptions end.
