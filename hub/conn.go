@@ -47,8 +47,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.authFailure("upgrade")
 		return // Upgrade has answered the request.
 	}
-	h.live.Add(1)
-	defer h.live.Done()
+	h.conns.Add(1)
+	defer h.conns.Add(-1)
 	defer conn.Close()
 	remote := r.RemoteAddr
 	if !originOK {

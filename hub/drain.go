@@ -33,25 +33,16 @@ func (h *Hub) Drain(ctx context.Context) error {
 		s.close(closeRestarting, "server restarting", true)
 	}
 
-	done := make(chan struct{})
-	go func() {
-		h.live.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
+	err := h.waitConns(ctx)
+	if err != nil {
 		h.log.Warn("drain timed out", "sessions", h.SessionCount())
 		for _, s := range h.snapshot() {
 			_ = s.conn.Close()
 		}
 		// Sessions end promptly once their connections are gone.
-		select {
-		case <-done:
-		case <-time.After(closeGrace):
-		}
+		gctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		_ = h.waitConns(gctx)
+		cancel()
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), h.cfg.BrokerTimeout)
 	defer cancel()
@@ -61,4 +52,18 @@ func (h *Hub) Drain(ctx context.Context) error {
 	}
 	h.log.Info("drained")
 	return err
+}
+
+// waitConns waits until no connection handler is running, or ctx ends.
+func (h *Hub) waitConns(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.conns.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }

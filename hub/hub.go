@@ -160,8 +160,8 @@ type Hub struct {
 	rooms    map[string]*room
 
 	draining atomic.Bool
-	// live counts sessions whose connection handler has not returned.
-	live sync.WaitGroup
+	// conns counts upgraded connections whose handler has not returned.
+	conns atomic.Int64
 	// stopped is closed by Drain when every session has ended or the drain
 	// timed out; Run returns then.
 	stopOnce sync.Once
