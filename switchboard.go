@@ -150,10 +150,25 @@ func New(cfg Config) (*Instance, error) {
 	h.RegisterGauges(reg)
 
 	inst := &Instance{cfg: cfg, broker: b, hub: h, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
-	inst.api = api.New(api.Config{Hub: h, Broker: b, Gatherer: reg, Logger: cfg.Logger})
+	inst.api, err = api.New(api.Config{
+		Hub: apiHub{h}, Broker: b, APIKey: cfg.APIKey, Dev: cfg.Dev,
+		Registerer: reg, Gatherer: reg, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("switchboard: %w", err)
+	}
 	inst.mux.Handle("GET /ws", h)
 	inst.mux.Handle("/", inst.api)
 	return inst, nil
+}
+
+// apiHub hands the hub to package api, which does not import package hub:
+// it reports a user's status in api's own type.
+type apiHub struct{ *hub.Hub }
+
+func (a apiHub) UserStatus(ctx context.Context, user string) (api.UserStatus, error) {
+	st, err := a.Hub.UserStatus(ctx, user)
+	return api.UserStatus{Sessions: st.Sessions, Instances: st.Instances}, err
 }
 
 // Hub returns the instance's hub.
