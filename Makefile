@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 LISTEN      ?= :8080
 
-.PHONY: run build test deps lint unit bench fuzz clean
+.PHONY: run build test deps lint unit browser bench fuzz clean
 
 ## run: start one instance on the embedded broker in dev mode (http://localhost:8080)
 run:
@@ -15,10 +15,10 @@ run:
 build:
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 
-## test: install what the tests need, then gofmt, vet, staticcheck and every test with -race, Redis required
-test: deps lint unit
+## test: install what the tests need, then gofmt, vet, staticcheck, every Go test with -race (Redis required) and the browser tests
+test: deps lint unit browser
 
-## deps: install redis-server and staticcheck when they are missing
+## deps: install redis-server, Chromium and staticcheck when they are missing
 deps:
 	@scripts/install-test-deps.sh
 
@@ -32,6 +32,10 @@ lint:
 ## unit: every Go test with the race detector; tests that need redis-server fail instead of skipping
 unit:
 	SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -timeout 20m ./...
+
+## browser: the demo page in Debian's Chromium, driven by playwright-core
+browser:
+	cd test/browser && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 ## bench: Go benchmarks of the hot paths
 bench:

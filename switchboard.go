@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/demo"
 )
 
 // Version is the release of this build, set with -ldflags at link time.
@@ -50,6 +51,9 @@ type Config struct {
 
 	// InstanceID names the instance. Default: random.
 	InstanceID string
+	// Address is the address other parties reach this instance at, shown in
+	// the instance registry. Default: the listener's address.
+	Address string
 	// JWTSecret verifies HS256 tokens.
 	JWTSecret []byte
 	// JWTPublicKeyPEM verifies RS256 and ES256 tokens.
@@ -137,7 +141,7 @@ func New(cfg Config) (*Instance, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, err := hub.New(hub.Config{
-		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID,
+		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID, Address: cfg.Address,
 		AllowedOrigins: cfg.AllowedOrigins, MaxFrameBytes: cfg.MaxFrameBytes, MaxRooms: cfg.MaxRooms,
 		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes,
 		HelloTimeout: cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
@@ -158,6 +162,9 @@ func New(cfg Config) (*Instance, error) {
 		return nil, fmt.Errorf("switchboard: %w", err)
 	}
 	inst.mux.Handle("GET /ws", h)
+	if cfg.Dev {
+		inst.mux.Handle("GET /{$}", demo.Handler())
+	}
 	inst.mux.Handle("/", inst.api)
 	return inst, nil
 }
@@ -188,6 +195,9 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           i.mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(i.log.Handler(), slog.LevelDebug),
+	}
+	if i.cfg.Address == "" {
+		i.hub.SetAddress(ln.Addr().String())
 	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()

@@ -189,6 +189,10 @@ func New(cfg Config) (*Hub, error) {
 // InstanceID returns the id of this instance.
 func (h *Hub) InstanceID() string { return h.cfg.InstanceID }
 
+// SetAddress sets the address shown in the instance registry. Call it
+// before Run.
+func (h *Hub) SetAddress(addr string) { h.cfg.Address = addr }
+
 // Draining reports whether Drain has begun.
 func (h *Hub) Draining() bool { return h.draining.Load() }
 

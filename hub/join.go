@@ -142,6 +142,8 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 	for i, m := range j.missed {
 		s.enqueueMessage(frames[i], m)
 	}
+	delivered := len(j.missed)
+	defer func() { h.metrics.delivered(delivered) }()
 	if joined != nil {
 		s.enqueue(outFrame{data: joined})
 	}
@@ -159,6 +161,7 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 			continue
 		}
 		s.enqueueMessage(encodeMessage(m), m)
+		delivered++
 	}
 	mem.recovering, mem.pending, mem.pendingReset = false, nil, nil
 }

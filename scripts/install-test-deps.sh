@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian machine: redis-server
-# (the tests start their own throwaway servers) and a pinned staticcheck.
+# (the tests start their own throwaway servers), Chromium (the browser tests)
+# and a pinned staticcheck.
 set -euo pipefail
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages the tests need, by the command that shows they are there.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing redis-server with apt-get"
+    echo "installing ${missing[*]} with apt-get"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "redis-server is missing: install it (Debian: apt-get install redis-server) and run make test again" >&2
+    echo "missing: ${missing[*]}: install them (Debian: apt-get install ${missing[*]}) and run make test again" >&2
     exit 1
   fi
 fi
+command -v node >/dev/null 2>&1 || { echo "node is missing: install Node.js 20 and run make test again" >&2; exit 1; }
 
 gobin="$(go env GOPATH)/bin"
 want="0.8.2"
