@@ -158,6 +158,7 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 		}
 		mem.next = m.Offset + 1
 		if m.Origin == s.id && !s.echo {
+			s.enqueueSkipped(m)
 			continue
 		}
 		s.enqueueMessage(encodeMessage(m), m)
@@ -183,7 +184,13 @@ func (h *Hub) welcome(s *Session, hello *protocol.ClientFrame) error {
 			return fmt.Errorf("load session %s: %w", hello.Session, err)
 		}
 	}
+	var refused []error
 	for room, pos := range hello.Resume {
+		if err := protocol.CheckResume(room, pos); err != nil {
+			refused = append(refused, err)
+			delete(resume, room)
+			continue
+		}
 		resume[room] = pos // the client's own positions win
 	}
 
@@ -203,6 +210,10 @@ func (h *Hub) welcome(s *Session, hello *protocol.ClientFrame) error {
 		Inbox:     protocol.RoomPosition{Room: inbox, Epoch: j.start.Epoch, Offset: j.start.Offset},
 	})
 	h.finishJoin(s, j, nil, inboxSince != nil)
+	for _, err := range refused {
+		pe := h.protocolError(err)
+		s.sendError(nil, &protocol.Error{Code: pe.Code, Message: "resume: " + pe.Message})
+	}
 
 	rooms := make([]string, 0, len(resume))
 	for room := range resume {

@@ -144,7 +144,8 @@ func (h *Hub) Deliver(m *broker.Message) {
 		}
 		mem.next = m.Offset + 1
 		if m.Origin == s.id && !s.echo {
-			continue // the publisher gets an ack instead
+			s.enqueueSkipped(m) // the publisher gets an ack instead
+			continue
 		}
 		if frame == nil {
 			frame = encodeMessage(m)

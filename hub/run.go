@@ -52,10 +52,12 @@ func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
 			s.invalid(nil, protocol.Errorf(protocol.CodeBadRequest, "frames must be text frames holding JSON"))
 			continue
 		}
-		if !s.allow() {
+		// Decode before the rate limit so that a refusal names the
+		// frame's id; the decode is bounded by --max-frame.
+		f, derr := protocol.Decode(data)
+		if !s.allow(f.ID) {
 			continue
 		}
-		f, derr := protocol.Decode(data)
 		if derr != nil {
 			var pe *protocol.Error
 			errors.As(derr, &pe)
@@ -67,7 +69,7 @@ func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
 }
 
 // allow applies the session's rate limit to one frame.
-func (s *Session) allow() bool {
+func (s *Session) allow(id []byte) bool {
 	if s.limiter.Allow() {
 		s.refused = 0
 		return true
@@ -77,7 +79,7 @@ func (s *Session) allow() bool {
 		s.close(closeRateLimited, "rate limited too long", true)
 		return false
 	}
-	s.sendError(nil, protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", s.hub.cfg.Rate))
+	s.sendError(id, protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", s.hub.cfg.Rate))
 	return false
 }
 

@@ -97,7 +97,11 @@ func (s *Session) enqueue(f outFrame) {
 		s.mu.Unlock()
 		return
 	}
-	if s.queued+len(f.data) > s.hub.cfg.SendQueueBytes {
+	size := len(f.data)
+	if size == 0 {
+		size = markerBytes
+	}
+	if s.queued+size > s.hub.cfg.SendQueueBytes {
 		// Drop what is queued: the session is over and will resume from
 		// its last sent position.
 		s.queue, s.queued = nil, 0
@@ -108,9 +112,21 @@ func (s *Session) enqueue(f outFrame) {
 		return
 	}
 	s.queue = append(s.queue, f)
-	s.queued += len(f.data)
+	s.queued += size
 	s.kickLocked()
 	s.mu.Unlock()
+}
+
+// markerBytes is what a skipped-message marker counts against the queue
+// bound, so that markers cannot pile up without limit either.
+const markerBytes = 32
+
+// enqueueSkipped queues a marker for a message the session is not sent (its
+// own publish): when the writer reaches it, the session's saved position
+// moves past it, so hello.session does not replay the session's own
+// messages.
+func (s *Session) enqueueSkipped(m *broker.Message) {
+	s.enqueue(outFrame{msg: m})
 }
 
 // enqueueMessage queues a room message frame shared with other sessions.
@@ -251,6 +267,9 @@ func (s *Session) writeFrames(frames []outFrame) error {
 	}
 	if !s.batch {
 		for _, f := range frames {
+			if len(f.data) == 0 {
+				continue // a marker
+			}
 			if err := s.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
 				return err
 			}
@@ -259,6 +278,13 @@ func (s *Session) writeFrames(frames []outFrame) error {
 		return nil
 	}
 	for len(frames) > 0 {
+		// Skip markers so that a batch never starts or ends with one.
+		for len(frames) > 0 && len(frames[0].data) == 0 {
+			frames = frames[1:]
+		}
+		if len(frames) == 0 {
+			return nil
+		}
 		w, err := s.conn.NextWriter(websocket.TextMessage)
 		if err != nil {
 			return err
@@ -266,19 +292,23 @@ func (s *Session) writeFrames(frames []outFrame) error {
 		n := 0
 		i := 0
 		for ; i < len(frames); i++ {
-			if i > 0 && n+len(frames[i].data)+1 > maxBatchBytes {
+			data := frames[i].data
+			if len(data) == 0 {
+				continue
+			}
+			if n > 0 && n+len(data)+1 > maxBatchBytes {
 				break
 			}
-			if i > 0 {
+			if n > 0 {
 				if _, err := w.Write(newline); err != nil {
 					return err
 				}
 				n++
 			}
-			if _, err := w.Write(frames[i].data); err != nil {
+			if _, err := w.Write(data); err != nil {
 				return err
 			}
-			n += len(frames[i].data)
+			n += len(data)
 		}
 		if err := w.Close(); err != nil {
 			return err
@@ -298,7 +328,9 @@ func (s *Session) recordSent(frames []outFrame) {
 	defer s.mu.Unlock()
 	for _, f := range frames {
 		if m := f.msg; m != nil {
-			s.hub.metrics.written(m.Time, now)
+			if len(f.data) > 0 {
+				s.hub.metrics.written(m.Time, now)
+			}
 			if _, joined := s.rooms[m.Room]; joined {
 				s.sent[m.Room] = m.Position()
 				s.dirty = true

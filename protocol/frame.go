@@ -106,14 +106,8 @@ func Decode(b []byte) (*ClientFrame, error) {
 func (f *ClientFrame) check() error {
 	switch f.Type {
 	case TypeHello:
-		for room, pos := range f.Resume {
-			if err := ParseRoom(room); err != nil {
-				return err
-			}
-			if pos.Epoch == "" {
-				return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("resume[%q] needs an epoch", clip(room))}
-			}
-		}
+		// Resume entries are checked one by one with CheckResume, so that a
+		// bad entry costs that room, not the connection.
 		return nil
 	case TypeJoin, TypeLeave, TypePresence:
 		return f.needRoom()
@@ -146,6 +140,19 @@ func (f *ClientFrame) check() error {
 		return &Error{Code: CodeBadRequest, Message: "frame has no type"}
 	}
 	return &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown frame type %q", clip(f.Type))}
+}
+
+// CheckResume checks one entry of hello.resume: a legal room and a
+// position with an epoch. The error is a *Error with code bad_room or
+// bad_request.
+func CheckResume(room string, pos Position) error {
+	if err := ParseRoom(room); err != nil {
+		return err
+	}
+	if pos.Epoch == "" {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("resume[%q] needs an epoch", clip(room))}
+	}
+	return nil
 }
 
 func (f *ClientFrame) needRoom() error {

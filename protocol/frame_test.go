@@ -246,10 +246,6 @@ func TestDecode_Errors(t *testing.T) {
 		// Others.
 		{name: "RefreshWithoutToken", in: `{"type":"refresh","id":1}`, code: protocol.CodeBadRequest, wantID: `1`},
 		{name: "NegativeLimit", in: `{"type":"history","id":1,"room":"a","limit":-1}`, code: protocol.CodeBadRequest, wantID: `1`},
-		{name: "ResumeBadRoom", in: `{"type":"hello","id":1,"resume":{"bad room":{"epoch":"e","offset":1}}}`, code: protocol.CodeBadRoom, wantID: `1`},
-		{name: "ResumeBadInbox", in: `{"type":"hello","resume":{"@":{"epoch":"e","offset":1}}}`, code: protocol.CodeBadRoom},
-		{name: "ResumeWithoutEpoch", in: `{"type":"hello","resume":{"general":{"offset":1}}}`, code: protocol.CodeBadRequest},
-		{name: "ResumeNullPosition", in: `{"type":"hello","resume":{"general":null}}`, code: protocol.CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -285,7 +281,6 @@ func TestDecode_ErrorMessagesAreBounded(t *testing.T) {
 		`{"type":"join","room":"` + huge + `"}`,
 		`{"type":"join","room":"@` + huge + `"}`,
 		`{"type":"send","to":"` + huge + `","data":1}`,
-		`{"type":"hello","resume":{"` + huge + `":{"epoch":"e"}}}`,
 		`{"type":"hello","resume":{"` + huge + `":{"offset":"x"}}}`,
 	} {
 		_, err := protocol.Decode([]byte(in))
@@ -296,6 +291,12 @@ func TestDecode_ErrorMessagesAreBounded(t *testing.T) {
 		if n := len(err.Error()); n > 400 {
 			t.Errorf("Decode(%.40s…) error is %d bytes long, want at most 400", in, n)
 		}
+	}
+	err := protocol.CheckResume(huge, protocol.Position{Epoch: "e"})
+	if err == nil {
+		t.Errorf("CheckResume(huge room) = nil, want an error")
+	} else if n := len(err.Error()); n > 400 {
+		t.Errorf("CheckResume(huge room) error is %d bytes long, want at most 400", n)
 	}
 }
 
@@ -351,4 +352,40 @@ func decodeJSON(t testing.TB, b []byte) any {
 		t.Fatalf("decode %q: more than one value", b)
 	}
 	return v
+}
+
+// Bad hello.resume entries do not fail the hello: each is refused on its own
+// with CheckResume, as a join of that room would be.
+func TestCheckResume(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		code string // empty: every entry is accepted
+	}{
+		{name: "Good", in: `{"type":"hello","resume":{"general":{"epoch":"e","offset":1},"@alice":{"epoch":"e2","offset":0}}}`},
+		{name: "BadRoom", in: `{"type":"hello","id":1,"resume":{"bad room":{"epoch":"e","offset":1}}}`, code: protocol.CodeBadRoom},
+		{name: "BadInbox", in: `{"type":"hello","resume":{"@":{"epoch":"e","offset":1}}}`, code: protocol.CodeBadRoom},
+		{name: "WithoutEpoch", in: `{"type":"hello","resume":{"general":{"offset":1}}}`, code: protocol.CodeBadRequest},
+		{name: "NullPosition", in: `{"type":"hello","resume":{"general":null}}`, code: protocol.CodeBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := protocol.Decode([]byte(tt.in))
+			if err != nil {
+				t.Fatalf("Decode(%s) = %v, want a hello", tt.in, err)
+			}
+			for room, pos := range f.Resume {
+				err := protocol.CheckResume(room, pos)
+				var pe *protocol.Error
+				switch {
+				case tt.code == "" && err != nil:
+					t.Errorf("CheckResume(%q, %+v) = %v, want nil", room, pos, err)
+				case tt.code != "" && (!errors.As(err, &pe) || pe.Code != tt.code):
+					t.Errorf("CheckResume(%q, %+v) = %v, want code %s", room, pos, err, tt.code)
+				}
+			}
+		})
+	}
 }

@@ -113,11 +113,11 @@ func checkFrame(t *testing.T, f *protocol.ClientFrame) {
 		}
 	case protocol.TypeHello:
 		for room, pos := range f.Resume {
-			if err := protocol.ParseRoom(room); err != nil {
-				t.Errorf("hello resumes room %q: %v", room, err)
-			}
-			if pos.Epoch == "" {
-				t.Errorf("hello resumes room %q without epoch", room)
+			if err := protocol.CheckResume(room, pos); err != nil {
+				var pe *protocol.Error
+				if !errors.As(err, &pe) || (pe.Code != protocol.CodeBadRoom && pe.Code != protocol.CodeBadRequest) {
+					t.Errorf("CheckResume(%q) = %v, want nil or a bad_room/bad_request *Error", room, err)
+				}
 			}
 		}
 	case protocol.TypeRefresh:

@@ -62,7 +62,10 @@ func (s *Server) Stop(t testing.TB) {
 	s.cancel()
 	select {
 	case err, ok := <-s.done:
-		if ok && err != nil {
+		if !ok {
+			return // stopped before
+		}
+		if err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 		close(s.done)
