@@ -1,0 +1,173 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/redis/rueidis"
+
+	"github.com/switchboard-rt/switchboard/broker"
+)
+
+// Publish stores p as room's next message and publishes it on the room's
+// channel, both in one script run; it returns once Redis has answered, so
+// the position is safe to ack. A publish whose Key was already used in room
+// within IdempotencyTTL stores nothing and returns the first publish's
+// position. Empty Data is stored as JSON null. When Redis cannot be reached
+// the error wraps broker.ErrUnavailable; such a message may or may not have
+// been stored (a retry with the same Key settles it), but a nil error
+// always means it was.
+func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication) (broker.Position, error) {
+	op := "publish to " + strconv.Quote(room)
+	if err := b.check(op, ctx); err != nil {
+		return broker.Position{}, err
+	}
+	data := string(p.Data)
+	if data == "" {
+		data = "null"
+	}
+	keys := []string{b.metaKey(room), b.logKey(room)}
+	if p.Key != "" {
+		keys = append(keys, b.idemKey(room, p.Key))
+	}
+	g := b.gen.Load()
+	args := []string{g.id, newEpoch(), b.historyTTLms, b.historySizeArg, b.channel(room), b.idempotencyMs, p.From, p.Origin, data}
+	ctx, cancel := b.timeout(ctx)
+	defer cancel()
+	s, err := publishScript.Exec(ctx, b.client, keys, args).ToString()
+	if err != nil {
+		return broker.Position{}, b.fail(op, ctx, err)
+	}
+	if err := b.sameGeneration(g); err != nil {
+		return broker.Position{}, fmt.Errorf("%s: %w", op, err)
+	}
+	pos, err := parsePosition(s)
+	if err != nil {
+		return broker.Position{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return pos, nil
+}
+
+// sameGeneration fails if the server's generation changed since g was
+// read: a script that ran meanwhile may have used the stale one. The change
+// makes the controller resynchronise every subscribed room, and the next
+// call with the new generation starts a new epoch for this one.
+func (b *Broker) sameGeneration(g *generation) error {
+	if b.gen.Load() != g {
+		return errors.Join(broker.ErrUnavailable, errGenerationChanged)
+	}
+	return nil
+}
+
+// Position returns room's latest position, starting an epoch at offset 0
+// if the room has none (or only one from an earlier server generation).
+// It does not extend the room's TTL.
+func (b *Broker) Position(ctx context.Context, room string) (broker.Position, error) {
+	op := "position of " + strconv.Quote(room)
+	if err := b.check(op, ctx); err != nil {
+		return broker.Position{}, err
+	}
+	g := b.gen.Load()
+	ctx, cancel := b.timeout(ctx)
+	defer cancel()
+	s, err := positionScript.Exec(ctx, b.client,
+		[]string{b.metaKey(room), b.logKey(room)},
+		[]string{g.id, newEpoch(), b.historyTTLms}).ToString()
+	if err != nil {
+		return broker.Position{}, b.fail(op, ctx, err)
+	}
+	if err := b.sameGeneration(g); err != nil {
+		return broker.Position{}, fmt.Errorf("%s: %w", op, err)
+	}
+	pos, err := parsePosition(s)
+	if err != nil {
+		return broker.Position{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return pos, nil
+}
+
+// History returns the messages of room's history selected by q, in offset
+// order, with the room's latest position, read in one step. Like Position,
+// it starts an epoch if the room has none. History holds at most the last
+// HistorySize messages of the room's current epoch.
+func (b *Broker) History(ctx context.Context, room string, q broker.HistoryQuery) (broker.History, error) {
+	op := "history of " + strconv.Quote(room)
+	if err := b.check(op, ctx); err != nil {
+		return broker.History{}, err
+	}
+	if q.Limit < 0 {
+		return broker.History{}, fmt.Errorf("%s: negative limit %d", op, q.Limit)
+	}
+	g := b.gen.Load()
+	ctx, cancel := b.timeout(ctx)
+	defer cancel()
+	res := historyScript.Exec(ctx, b.client, b.historyKeys(room), b.historyArgs(g, "", q))
+	h, err := decodeHistory(room, res)
+	if err != nil {
+		return broker.History{}, b.fail(op, ctx, err)
+	}
+	if err := b.sameGeneration(g); err != nil {
+		return broker.History{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return h, nil
+}
+
+func (b *Broker) historyKeys(room string) []string {
+	return []string{b.metaKey(room), b.logKey(room)}
+}
+
+// historyArgs are the arguments of historyScript for q; expect is the epoch
+// q.After belongs to, or "" for the room's current one.
+func (b *Broker) historyArgs(g *generation, expect string, q broker.HistoryQuery) []string {
+	tail := "0"
+	if q.Tail {
+		tail = "1"
+	}
+	return []string{g.id, newEpoch(), b.historyTTLms, b.historySizeArg, expect,
+		strconv.FormatUint(q.After, 10), strconv.Itoa(q.Limit), tail}
+}
+
+// decodeHistory decodes a reply of historyScript. Redis errors are
+// returned as they are, for the caller's fail.
+func decodeHistory(room string, res rueidis.RedisResult) (broker.History, error) {
+	reply, err := res.ToArray()
+	if err != nil {
+		return broker.History{}, err
+	}
+	if len(reply) != 2 {
+		return broker.History{}, fmt.Errorf("history reply of %d elements", len(reply))
+	}
+	s, err := reply[0].ToString()
+	if err != nil {
+		return broker.History{}, err
+	}
+	h := broker.History{}
+	if h.Position, err = parsePosition(s); err != nil {
+		return broker.History{}, err
+	}
+	envs, err := reply[1].AsStrSlice()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return broker.History{}, err
+	}
+	if len(envs) > 0 {
+		h.Messages = make([]*broker.Message, 0, len(envs))
+	}
+	for _, env := range envs {
+		m, err := decodeEnvelope(room, env)
+		if err != nil {
+			return broker.History{}, fmt.Errorf("history entry: %w", err)
+		}
+		if m.Epoch != h.Epoch {
+			continue // cannot happen: a new epoch drops the old stream
+		}
+		h.Messages = append(h.Messages, m)
+	}
+	// Tail reads come newest first.
+	if len(h.Messages) > 1 && h.Messages[0].Offset > h.Messages[len(h.Messages)-1].Offset {
+		slices.Reverse(h.Messages)
+	}
+	return h, nil
+}
