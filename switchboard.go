@@ -6,6 +6,7 @@ package switchboard
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/demo"
 )
@@ -35,12 +37,22 @@ const (
 	DefaultDrainTimeout   = 10 * time.Second
 )
 
+// redisConnectTimeout bounds the first connection to Redis at start.
+const redisConnectTimeout = 10 * time.Second
+
 // Config configures an Instance. The zero value of each field means its
 // default; the defaults are those of PROTOCOL.md's flag table.
 type Config struct {
-	// Broker is the bus to use. Default: an embedded memory broker with the
-	// history settings below.
+	// Broker is the bus to use. Default: a Redis broker when Redis is set,
+	// otherwise an embedded memory broker, with the history settings below.
 	Broker broker.Broker
+	// Redis is the URL of the Redis server shared by the instances,
+	// redis://host:port/db. Empty runs the embedded memory broker.
+	Redis string
+	// RedisPrefix starts every Redis key and channel. Default: "sb".
+	RedisPrefix string
+	// RedisCluster says that Redis lists the seed nodes of a Redis Cluster.
+	RedisCluster bool
 	// HistorySize is how many messages each room keeps. Default: 100.
 	HistorySize int
 	// HistoryTTL is how long a room's history lives after its last
@@ -131,8 +143,27 @@ func New(cfg Config) (*Instance, error) {
 		return nil, errors.New("switchboard: set a JWT secret or public key, or run in dev mode")
 	}
 
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = "i_" + rand.Text()[:12]
+	}
 	b := cfg.Broker
-	if b == nil {
+	switch {
+	case b != nil:
+	case cfg.RedisCluster:
+		return nil, errors.New("switchboard: Redis Cluster is not supported yet; give one Redis URL without RedisCluster")
+	case cfg.Redis != "":
+		ctx, cancel := context.WithTimeout(context.Background(), redisConnectTimeout)
+		defer cancel()
+		rb, err := redis.New(ctx, redis.Config{
+			URL: cfg.Redis, Prefix: cfg.RedisPrefix, InstanceID: cfg.InstanceID,
+			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
+			Logger: cfg.Logger.With("instance", cfg.InstanceID),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("switchboard: connect to Redis: %w", err)
+		}
+		b = rb
+	default:
 		b = memory.New(memory.Config{
 			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
 		})

@@ -34,7 +34,7 @@ func (f *fakeHub) History(context.Context, string, *protocol.Position, int) (bro
 func (f *fakeHub) UserStatus(context.Context, string) (api.UserStatus, error) {
 	return api.UserStatus{}, nil
 }
-func (f *fakeHub) DisconnectUser(string) int { return 0 }
+func (f *fakeHub) DisconnectEverywhere(context.Context, string) (int, error) { return 0, nil }
 func (f *fakeHub) Instances(context.Context) ([]broker.InstanceInfo, error) {
 	return nil, nil
 }

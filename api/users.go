@@ -21,9 +21,9 @@ type UserStatus struct {
 // userDirectory answers questions about users and disconnects them.
 type userDirectory interface {
 	UserStatus(ctx context.Context, user string) (UserStatus, error)
-	// DisconnectUser closes the user's sessions on this instance with 4004
-	// and returns how many there were.
-	DisconnectUser(user string) int
+	// DisconnectEverywhere closes the user's sessions on every instance
+	// with 4004 and returns how many there were.
+	DisconnectEverywhere(ctx context.Context, user string) (int, error)
 }
 
 // userParam returns the {user} path value, checked.
@@ -63,15 +63,16 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 }
 
 // disconnect handles POST /api/users/{user}/disconnect: it closes the user's
-// sessions with 4004 and answers {"sessions":N}. For now only the sessions
-// on the instance that received the call are closed; closing them on every
-// instance needs a broker-wide command (see docs/api.md).
+// sessions on every instance with 4004 and answers {"sessions":N}.
 func (s *Server) disconnect(w http.ResponseWriter, r *http.Request) error {
 	user, err := userParam(r)
 	if err != nil {
 		return err
 	}
-	n := s.users.DisconnectUser(user)
+	n, err := s.users.DisconnectEverywhere(r.Context(), user)
+	if err != nil {
+		return fmt.Errorf("disconnect user %q: %w", user, err)
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Sessions int `json:"sessions"`
 	}{n})

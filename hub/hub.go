@@ -159,6 +159,7 @@ type Hub struct {
 	users    map[string]map[*Session]struct{}
 	rooms    map[string]*room
 
+	control  *control
 	draining atomic.Bool
 	// conns counts upgraded connections whose handler has not returned.
 	conns atomic.Int64
@@ -173,7 +174,7 @@ func New(cfg Config) (*Hub, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Hub{
+	h := &Hub{
 		cfg:      cfg,
 		broker:   cfg.Broker,
 		log:      cfg.Logger.With("instance", cfg.InstanceID),
@@ -183,7 +184,9 @@ func New(cfg Config) (*Hub, error) {
 		users:    make(map[string]map[*Session]struct{}),
 		rooms:    make(map[string]*room),
 		stopped:  make(chan struct{}),
-	}, nil
+	}
+	h.control = &control{h: h}
+	return h, nil
 }
 
 // InstanceID returns the id of this instance.

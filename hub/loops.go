@@ -17,6 +17,7 @@ const stateFlushInterval = time.Second
 // session states. It returns nil after a drain, or ctx's error.
 func (h *Hub) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	wg.Go(func() { h.subscribeControl(ctx) })
 	wg.Go(func() { h.every(ctx, h.cfg.Heartbeat, h.heartbeat) })
 	wg.Go(func() { h.every(ctx, stateFlushInterval, h.flushStates) })
 	wg.Go(func() {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 const usage = `usage:
@@ -58,7 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		return 2
 	}
-	fmt.Fprintf(stderr, "switchboard %s: %v\n", args[0], err)
+	// One line, whatever the error chain holds.
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintf(stderr, "switchboard %s: %s\n", args[0], strings.TrimPrefix(msg, "switchboard: "))
 	var fe *flagError
 	if errors.As(err, &fe) {
 		return 2

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -120,6 +121,17 @@ func (f *serveFlags) check() error {
 	if f.redisCluster && f.redis == "" {
 		return bad("redis-cluster", "needs --redis with the seed nodes")
 	}
+	if f.redisCluster {
+		return bad("redis-cluster", "Redis Cluster is not supported yet; give --redis one Redis URL")
+	}
+	if f.redis != "" {
+		if u, err := url.Parse(f.redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			return bad("redis", "want a URL such as redis://localhost:6379/0")
+		}
+	}
+	if strings.ContainsAny(f.redisPrefix, "{}") || f.redisPrefix == "" {
+		return bad("redis-prefix", "must be non-empty and hold no '{' or '}'")
+	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return bad("listen", "want host:port or :port")
 	}
@@ -153,9 +165,7 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		}
 		cfg.JWTPublicKeyPEM = pem
 	}
-	if f.redis != "" {
-		return cfg, &flagError{flag: "redis", err: errors.New("the Redis broker is not part of this build yet; leave --redis empty for the embedded broker")}
-	}
+	cfg.Redis, cfg.RedisPrefix, cfg.RedisCluster = f.redis, f.redisPrefix, f.redisCluster
 	return cfg, nil
 }
 
