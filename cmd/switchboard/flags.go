@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -29,26 +30,53 @@ type flagSet struct {
 	env lookupEnv
 	// alias maps extra environment variables to flags (REDIS_URL).
 	alias map[string]string
+	// help receives the flag list for -h. Default: os.Stderr.
+	help io.Writer
+	// failed is the first bad value met while parsing, with its flag.
+	failed *flagError
 }
 
 func newFlagSet(name string, env lookupEnv) *flagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return &flagSet{FlagSet: fs, env: env, alias: map[string]string{}}
+	return &flagSet{FlagSet: fs, env: env, alias: map[string]string{}, help: os.Stderr}
 }
 
-// countedValue counts how often a flag was set on the command line.
+// errExtraArgs is a command line with words that are not flags.
+var errExtraArgs = errors.New("unexpected argument")
+
+// countedValue counts how often a flag was set on the command line, and
+// records a bad value with the flag's name, whatever words the flag
+// package would wrap it in.
 type countedValue struct {
 	flag.Value
-	n int
+	name string
+	fs   *flagSet
+	n    int
 }
 
 func (v *countedValue) Set(s string) error {
 	v.n++
-	if v.n > 1 {
-		return errors.New("given more than once")
+	err := errors.New("given more than once")
+	if v.n == 1 {
+		if err = v.Value.Set(s); err == nil {
+			return nil
+		}
+		err = fmt.Errorf("invalid value %q: %s", s, v.fs.want(v.name, err.Error()))
 	}
-	return v.Value.Set(s)
+	if v.fs.failed == nil {
+		v.fs.failed = &flagError{flag: v.name, err: err}
+	}
+	return err
+}
+
+// String returns the wrapped flag's value; the flag package calls it on a
+// zero countedValue too, when it lists defaults.
+func (v *countedValue) String() string {
+	if v == nil || v.Value == nil {
+		return ""
+	}
+	return v.Value.String()
 }
 
 // Get returns the wrapped flag's value, so that countedValue is a
@@ -73,22 +101,26 @@ func envName(flagName string) string {
 // from its environment variable. Errors name the flag.
 func (fs *flagSet) parse(args []string) error {
 	fs.VisitAll(func(f *flag.Flag) {
+		cv := countedValue{Value: f.Value, name: f.Name, fs: fs}
 		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-			f.Value = &countedBool{countedValue{Value: f.Value}}
+			f.Value = &countedBool{cv}
 		} else {
-			f.Value = &countedValue{Value: f.Value}
+			f.Value = &cv
 		}
 	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(nil)
+			fs.SetOutput(fs.help)
 			fs.PrintDefaults()
 			return errUsage
+		}
+		if fs.failed != nil {
+			return fs.failed
 		}
 		return fs.explain(err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("%w %q: every setting is a --flag (booleans take --flag=false)", errExtraArgs, fs.Arg(0))
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -115,19 +147,10 @@ func (fs *flagSet) parse(args []string) error {
 	return err
 }
 
-// explain turns a flag package error into one naming the flag.
+// explain turns the flag package's errors that no Value saw (unknown flags,
+// missing values) into ones naming the flag.
 func (fs *flagSet) explain(err error) error {
 	msg := err.Error()
-	// The flag package says: invalid value "x" for flag -name: reason
-	if _, rest, ok := strings.Cut(msg, " for flag -"); ok {
-		if name, reason, ok := strings.Cut(rest, ": "); ok {
-			val := strings.TrimPrefix(strings.SplitN(msg, " for flag", 2)[0], "invalid value ")
-			if reason == "given more than once" {
-				return &flagError{flag: name, err: errors.New(reason)}
-			}
-			return &flagError{flag: name, err: fmt.Errorf("invalid value %s: %s", val, fs.want(name, reason))}
-		}
-	}
 	if _, name, ok := strings.Cut(msg, "flag provided but not defined: -"); ok {
 		return &flagError{flag: strings.TrimLeft(name, "-"), err: errors.New("no such flag")}
 	}

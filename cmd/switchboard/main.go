@@ -63,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 	fmt.Fprintf(stderr, "switchboard %s: %s\n", args[0], strings.TrimPrefix(msg, "switchboard: "))
 	var fe *flagError
-	if errors.As(err, &fe) {
+	if errors.As(err, &fe) || errors.Is(err, errExtraArgs) {
 		return 2
 	}
 	return 1

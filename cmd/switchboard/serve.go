@@ -48,8 +48,14 @@ type serveFlags struct {
 }
 
 func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
+	return parseServeFlagsTo(args, env, os.Stderr)
+}
+
+// parseServeFlagsTo is parseServeFlags with -h printing to help.
+func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlags, error) {
 	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20}
 	fs := newFlagSet("serve", env)
+	fs.help = help
 	fs.StringVar(&f.listen, "listen", ":8080", "address for WebSocket, API, health and metrics")
 	fs.StringVar(&f.redis, "redis", "", "redis://host:port/db; empty runs the embedded memory broker")
 	fs.alias["REDIS_URL"] = "redis"
@@ -170,7 +176,7 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 }
 
 func serve(args []string, env lookupEnv, stderr io.Writer) error {
-	f, err := parseServeFlags(args, env)
+	f, err := parseServeFlagsTo(args, env, stderr)
 	if err != nil {
 		return err
 	}

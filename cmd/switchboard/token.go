@@ -18,6 +18,7 @@ func token(args []string, env lookupEnv, stdout io.Writer) error {
 		ttl            time.Duration
 	)
 	fs := newFlagSet("token", env)
+	fs.help = stdout
 	fs.StringVar(&user, "user", "", "user id (the token's sub)")
 	fs.Var(&rooms, "rooms", "comma-separated patterns of rooms the user may join (default: all)")
 	fs.Var(&publish, "publish", "comma-separated patterns of rooms the user may publish to (default: as --rooms)")
@@ -33,8 +34,17 @@ func token(args []string, env lookupEnv, stdout io.Writer) error {
 		return &flagError{flag: "user", err: errors.New("must be 1-127 printable characters without spaces or braces")}
 	case secret == "":
 		return &flagError{flag: "jwt-secret", err: errors.New("is required (or SWITCHBOARD_JWT_SECRET)")}
+	case len(secret) < 16:
+		return &flagError{flag: "jwt-secret", err: errors.New("must be at least 16 bytes long, as serve requires")}
 	case ttl <= 0:
 		return &flagError{flag: "ttl", err: errors.New("must be positive")}
+	}
+	for name, patterns := range map[string][]string{"rooms": rooms, "publish": publish} {
+		for _, p := range patterns {
+			if err := auth.ValidPattern(p); err != nil {
+				return &flagError{flag: name, err: err}
+			}
+		}
 	}
 	c := auth.Claims{User: user, Expires: time.Now().Add(ttl).Truncate(time.Second)}
 	if fs.Lookup("rooms").Value.(*countedValue).n > 0 || len(rooms) > 0 {

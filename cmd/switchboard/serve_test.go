@@ -1,0 +1,370 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// serveField reads one flag's value out of serveFlags.
+type serveField func(*serveFlags) any
+
+var serveFields = map[string]serveField{
+	"listen":          func(f *serveFlags) any { return f.listen },
+	"redis":           func(f *serveFlags) any { return f.redis },
+	"redis-cluster":   func(f *serveFlags) any { return f.redisCluster },
+	"redis-prefix":    func(f *serveFlags) any { return f.redisPrefix },
+	"instance-id":     func(f *serveFlags) any { return f.instanceID },
+	"jwt-secret":      func(f *serveFlags) any { return f.jwtSecret },
+	"jwt-public-key":  func(f *serveFlags) any { return f.jwtPublicKey },
+	"api-key":         func(f *serveFlags) any { return f.apiKey },
+	"dev":             func(f *serveFlags) any { return f.dev },
+	"allowed-origins": func(f *serveFlags) any { return []string(f.allowedOrigins) },
+	"no-direct":       func(f *serveFlags) any { return f.noDirect },
+	"history-size":    func(f *serveFlags) any { return f.historySize },
+	"history-ttl":     func(f *serveFlags) any { return f.historyTTL },
+	"idempotency-ttl": func(f *serveFlags) any { return f.idempotencyTTL },
+	"max-frame":       func(f *serveFlags) any { return int64(f.maxFrame) },
+	"max-rooms":       func(f *serveFlags) any { return f.maxRooms },
+	"rate":            func(f *serveFlags) any { return f.rate },
+	"burst":           func(f *serveFlags) any { return f.burst },
+	"send-queue":      func(f *serveFlags) any { return int64(f.sendQueue) },
+	"hello-timeout":   func(f *serveFlags) any { return f.helloTimeout },
+	"heartbeat":       func(f *serveFlags) any { return f.heartbeat },
+	"drain-timeout":   func(f *serveFlags) any { return f.drainTimeout },
+	"drain-spread":    func(f *serveFlags) any { return f.drainSpread },
+	"log-level":       func(f *serveFlags) any { return f.logLevel },
+	"log-format":      func(f *serveFlags) any { return f.logFormat },
+}
+
+func TestParseServeFlags_Defaults(t *testing.T) {
+	t.Parallel()
+	// PROTOCOL.md, "Command line"; --dev stands in for a key.
+	f, err := parseServeFlags([]string{"--dev"}, noEnv)
+	if err != nil {
+		t.Fatalf("parseServeFlags(--dev) = %v", err)
+	}
+	tests := []struct {
+		flag string
+		want any
+	}{
+		{"listen", ":8080"},
+		{"redis", ""},
+		{"redis-cluster", false},
+		{"redis-prefix", "sb"},
+		{"instance-id", ""},
+		{"jwt-secret", ""},
+		{"jwt-public-key", ""},
+		{"api-key", ""},
+		{"allowed-origins", []string(nil)},
+		{"no-direct", false},
+		{"history-size", 100},
+		{"history-ttl", 5 * time.Minute},
+		{"idempotency-ttl", 5 * time.Minute},
+		{"max-frame", int64(65536)},
+		{"max-rooms", 128},
+		{"rate", 50.0},
+		{"burst", 100},
+		{"send-queue", int64(1048576)},
+		{"hello-timeout", 5 * time.Second},
+		{"heartbeat", 25 * time.Second},
+		{"drain-timeout", 10 * time.Second},
+		{"drain-spread", 2 * time.Second},
+		{"log-level", "info"},
+		{"log-format", "text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flag, func(t *testing.T) {
+			t.Parallel()
+			if got := serveFields[tt.flag](f); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("default --%s = %#v, want %#v", tt.flag, got, tt.want)
+			}
+		})
+	}
+}
+
+// serveEnvCases sets each serve flag from its environment variable.
+var serveEnvCases = []struct {
+	flag  string
+	value string
+	want  any
+}{
+	{"listen", "127.0.0.1:9000", "127.0.0.1:9000"},
+	{"redis", "redis://cache:6379/2", "redis://cache:6379/2"},
+	{"redis-prefix", "app", "app"},
+	{"instance-id", "i-7", "i-7"},
+	{"jwt-secret", "0123456789abcdef", "0123456789abcdef"},
+	{"jwt-public-key", "/etc/sb/key.pem", "/etc/sb/key.pem"},
+	{"api-key", "k3y", "k3y"},
+	{"dev", "true", true},
+	{"allowed-origins", "https://a.example, https://b.example", []string{"https://a.example", "https://b.example"}},
+	{"no-direct", "true", true},
+	{"history-size", "7", 7},
+	{"history-ttl", "1m", time.Minute},
+	{"idempotency-ttl", "90s", 90 * time.Second},
+	{"max-frame", "1KiB", int64(1024)},
+	{"max-rooms", "3", 3},
+	{"rate", "2.5", 2.5},
+	{"burst", "4", 4},
+	{"send-queue", "2MiB", int64(2 << 20)},
+	{"hello-timeout", "1s", time.Second},
+	{"heartbeat", "3s", 3 * time.Second},
+	{"drain-timeout", "4s", 4 * time.Second},
+	{"drain-spread", "500ms", 500 * time.Millisecond},
+	{"log-level", "debug", "debug"},
+	{"log-format", "json", "json"},
+}
+
+func TestParseServeFlags_Env(t *testing.T) {
+	t.Parallel()
+	for _, tt := range serveEnvCases {
+		t.Run(tt.flag, func(t *testing.T) {
+			t.Parallel()
+			name := envName(tt.flag)
+			if want := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(tt.flag, "-", "_")); name != want {
+				t.Fatalf("envName(%q) = %q, want %q", tt.flag, name, want)
+			}
+			env := fakeEnv{name: tt.value}
+			args := []string{"--dev"}
+			if tt.flag == "dev" {
+				args = nil // the environment alone turns dev mode on
+			}
+			f, err := parseServeFlags(args, env.lookup)
+			if err != nil {
+				t.Fatalf("parseServeFlags with %s=%q = %v", name, tt.value, err)
+			}
+			if got := serveFields[tt.flag](f); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("%s=%q: --%s = %#v, want %#v", name, tt.value, tt.flag, got, tt.want)
+			}
+		})
+	}
+}
+
+// Redis Cluster is refused for now, so SWITCHBOARD_REDIS_CLUSTER shows it
+// was read by the error it causes.
+func TestParseServeFlags_EnvRedisClusterIsRead(t *testing.T) {
+	t.Parallel()
+	env := fakeEnv{"SWITCHBOARD_REDIS_CLUSTER": "true", "SWITCHBOARD_REDIS": "redis://a:6379"}
+	_, err := parseServeFlags([]string{"--dev"}, env.lookup)
+	wantFlagErr(t, err, "redis-cluster")
+}
+
+// Every flag the parser looks up in the environment has a case above.
+func TestParseServeFlags_EnvCoversEveryFlag(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	env := func(name string) (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[name] = true
+		return "", false
+	}
+	if _, err := parseServeFlags([]string{"--dev"}, env); err != nil {
+		t.Fatalf("parseServeFlags(--dev) = %v", err)
+	}
+	tested := map[string]bool{envName("redis-cluster"): true, "REDIS_URL": true}
+	for _, c := range serveEnvCases {
+		tested[envName(c.flag)] = true
+	}
+	for name := range seen {
+		if !tested[name] {
+			t.Errorf("the parser reads %s, but no test sets it", name)
+		}
+	}
+	for name := range tested {
+		if name != envName("dev") && !seen[name] {
+			t.Errorf("%s is never read", name)
+		}
+	}
+	for flag := range serveFields {
+		if !seen[envName(flag)] && flag != "dev" {
+			t.Errorf("--%s is not read from %s", flag, envName(flag))
+		}
+	}
+}
+
+func TestParseServeFlags_RedisEnv(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  fakeEnv
+		want string
+	}{
+		{"REDIS_URLAlone", nil, fakeEnv{"REDIS_URL": "redis://u:6379/1"}, "redis://u:6379/1"},
+		{"SwitchboardRedisWinsOverREDIS_URL", nil,
+			fakeEnv{"REDIS_URL": "redis://u:6379/1", "SWITCHBOARD_REDIS": "redis://s:6379/2"}, "redis://s:6379/2"},
+		{"EmptySwitchboardRedisFallsBackToREDIS_URL", nil,
+			fakeEnv{"REDIS_URL": "redis://u:6379/1", "SWITCHBOARD_REDIS": ""}, "redis://u:6379/1"},
+		{"CommandLineWinsOverBoth", []string{"--redis", "redis://c:6379/3"},
+			fakeEnv{"REDIS_URL": "redis://u:6379/1", "SWITCHBOARD_REDIS": "redis://s:6379/2"}, "redis://c:6379/3"},
+		{"EmptyCommandLineWinsOverBoth", []string{"--redis="},
+			fakeEnv{"REDIS_URL": "redis://u:6379/1", "SWITCHBOARD_REDIS": "redis://s:6379/2"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Repeat: an order that came from map iteration would show.
+			for range 50 {
+				f, err := parseServeFlags(append([]string{"--dev"}, tt.args...), tt.env.lookup)
+				if err != nil {
+					t.Fatalf("parseServeFlags(%q) with %v = %v", tt.args, tt.env, err)
+				}
+				if f.redis != tt.want {
+					t.Fatalf("parseServeFlags(%q) with %v: --redis = %q, want %q", tt.args, tt.env, f.redis, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseServeFlags_CommandLineWins(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  fakeEnv
+		flag string
+		want any
+	}{
+		{"String", []string{"--dev", "--listen", ":2"}, fakeEnv{"SWITCHBOARD_LISTEN": ":1"}, "listen", ":2"},
+		{"Duration", []string{"--dev", "--heartbeat", "2s"}, fakeEnv{"SWITCHBOARD_HEARTBEAT": "9s"}, "heartbeat", 2 * time.Second},
+		{"Size", []string{"--dev", "--send-queue", "4MiB"}, fakeEnv{"SWITCHBOARD_SEND_QUEUE": "2MiB"}, "send-queue", int64(4 << 20)},
+		{"Float", []string{"--dev", "--rate", "5"}, fakeEnv{"SWITCHBOARD_RATE": "7"}, "rate", 5.0},
+		{"BoolFalseOnCommandLine", []string{"--dev", "--no-direct=false"}, fakeEnv{"SWITCHBOARD_NO_DIRECT": "true"}, "no-direct", false},
+		{"BoolTrueOnCommandLine", []string{"--dev"}, fakeEnv{"SWITCHBOARD_DEV": "false"}, "dev", true},
+		{"List", []string{"--dev", "--allowed-origins", "https://c"}, fakeEnv{"SWITCHBOARD_ALLOWED_ORIGINS": "https://e"}, "allowed-origins", []string{"https://c"}},
+		{"MalformedEnvIgnored", []string{"--dev", "--rate", "5"}, fakeEnv{"SWITCHBOARD_RATE": "abc"}, "rate", 5.0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := parseServeFlags(tt.args, tt.env.lookup)
+			if err != nil {
+				t.Fatalf("parseServeFlags(%q) with %v = %v", tt.args, tt.env, err)
+			}
+			if got := serveFields[tt.flag](f); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parseServeFlags(%q) with %v: --%s = %#v, want %#v", tt.args, tt.env, tt.flag, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseServeFlags_EnvErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  fakeEnv
+		flag string
+		// from is the variable a value that fails to parse is blamed on;
+		// empty for values that parse but fail validation.
+		from string
+	}{
+		{"DurationXX", fakeEnv{"SWITCHBOARD_HISTORY_TTL": "xx"}, "history-ttl", "SWITCHBOARD_HISTORY_TTL"},
+		{"RateABC", fakeEnv{"SWITCHBOARD_RATE": "abc"}, "rate", "SWITCHBOARD_RATE"},
+		{"BoolMaybe", fakeEnv{"SWITCHBOARD_NO_DIRECT": "maybe"}, "no-direct", "SWITCHBOARD_NO_DIRECT"},
+		{"SizeMB", fakeEnv{"SWITCHBOARD_SEND_QUEUE": "1MB"}, "send-queue", "SWITCHBOARD_SEND_QUEUE"},
+		{"IntABC", fakeEnv{"SWITCHBOARD_MAX_ROOMS": "abc"}, "max-rooms", "SWITCHBOARD_MAX_ROOMS"},
+		{"REDIS_URLNotParsedHere", fakeEnv{"REDIS_URL": "localhost:6379"}, "redis", ""},
+		{"NegativeDuration", fakeEnv{"SWITCHBOARD_HEARTBEAT": "-1s"}, "heartbeat", ""},
+		{"UnknownLogLevel", fakeEnv{"SWITCHBOARD_LOG_LEVEL": "loud"}, "log-level", ""},
+		{"RedisPrefixWithBraces", fakeEnv{"SWITCHBOARD_REDIS_PREFIX": "{sb}"}, "redis-prefix", ""},
+		{"ShortJWTSecret", fakeEnv{"SWITCHBOARD_JWT_SECRET": "short"}, "jwt-secret", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseServeFlags([]string{"--dev"}, tt.env.lookup)
+			wantFlagErr(t, err, tt.flag)
+			if tt.from != "" && err != nil && !strings.Contains(err.Error(), tt.from) {
+				t.Errorf("err = %q, want it to name %s", err, tt.from)
+			}
+		})
+	}
+}
+
+func TestRun_ServeFlagErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		flag string
+	}{
+		{"DurationXX", []string{"--dev", "--history-ttl", "xx"}, "history-ttl"},
+		{"RateABC", []string{"--dev", "--rate", "abc"}, "rate"},
+		{"RateZero", []string{"--dev", "--rate", "0"}, "rate"},
+		{"BurstZero", []string{"--dev", "--burst", "0"}, "burst"},
+		{"HistorySizeABC", []string{"--dev", "--history-size", "abc"}, "history-size"},
+		{"HistorySizeNegative", []string{"--dev", "--history-size", "-1"}, "history-size"},
+		{"MaxRoomsZero", []string{"--dev", "--max-rooms", "0"}, "max-rooms"},
+		{"BoolMaybe", []string{"--dev=maybe"}, "dev"},
+		{"BoolMaybeOther", []string{"--dev", "--no-direct=maybe"}, "no-direct"},
+		{"BoolGivenTwice", []string{"--dev", "--dev"}, "dev"},
+		{"SizeMB", []string{"--dev", "--send-queue", "1MB"}, "send-queue"},
+		{"SizeNegative", []string{"--dev", "--max-frame", "-5"}, "max-frame"},
+		{"SizeZero", []string{"--dev", "--max-frame", "0"}, "max-frame"},
+		{"SizeABC", []string{"--dev", "--send-queue", "abc"}, "send-queue"},
+		{"MaxFrameTooSmall", []string{"--dev", "--max-frame", "100"}, "max-frame"},
+		{"NegativeHistoryTTL", []string{"--dev", "--history-ttl", "-5s"}, "history-ttl"},
+		{"ZeroIdempotencyTTL", []string{"--dev", "--idempotency-ttl", "0s"}, "idempotency-ttl"},
+		{"NegativeHelloTimeout", []string{"--dev", "--hello-timeout=-1s"}, "hello-timeout"},
+		{"NegativeHeartbeat", []string{"--dev", "--heartbeat", "-1s"}, "heartbeat"},
+		{"NegativeDrainTimeout", []string{"--dev", "--drain-timeout", "-1s"}, "drain-timeout"},
+		{"NegativeDrainSpread", []string{"--dev", "--drain-spread", "-1s"}, "drain-spread"},
+		{"UnknownLogLevel", []string{"--dev", "--log-level", "verbose"}, "log-level"},
+		{"UnknownLogFormat", []string{"--dev", "--log-format", "xml"}, "log-format"},
+		{"RedisWithoutScheme", []string{"--dev", "--redis", "localhost:6379"}, "redis"},
+		{"RedisIPWithoutScheme", []string{"--dev", "--redis", "127.0.0.1:6379"}, "redis"},
+		{"RedisHTTPScheme", []string{"--dev", "--redis", "http://localhost:6379"}, "redis"},
+		{"RedisClusterWithoutRedis", []string{"--dev", "--redis-cluster"}, "redis-cluster"},
+		{"RedisPrefixWithBraces", []string{"--dev", "--redis-prefix", "a{b}"}, "redis-prefix"},
+		{"RedisPrefixEmpty", []string{"--dev", "--redis-prefix="}, "redis-prefix"},
+		{"SendQueueBelowMaxFrame", []string{"--dev", "--max-frame", "1MiB", "--send-queue", "512KiB"}, "send-queue"},
+		{"JWTSecretShort", []string{"--jwt-secret", "fifteen-bytes!!"}, "jwt-secret"},
+		{"NoKeyWithoutDev", []string{"--listen", "127.0.0.1:0"}, "jwt-secret"},
+		{"ListenWithoutPort", []string{"--dev", "--listen", "localhost"}, "listen"},
+		{"GivenTwice", []string{"--dev", "--listen", ":1", "--listen", ":2"}, "listen"},
+		{"UnknownFlag", []string{"--dev", "--no-such-flag"}, "no-such-flag"},
+		{"MissingValue", []string{"--dev", "--listen"}, "listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Never start a real server: the arguments must fail to parse.
+			if _, err := parseServeFlags(tt.args, noEnv); err == nil {
+				t.Fatalf("parseServeFlags(%q) = nil, want an error", tt.args)
+			}
+			args := append([]string{"serve"}, tt.args...)
+			code, stdout, stderr := runCmd(t, args...)
+			wantFlagError(t, args, code, stdout, stderr, tt.flag)
+		})
+	}
+}
+
+// A stray word after the flags is a usage error like an unknown command:
+// exit 2, not 1.
+func TestRun_ServeUnexpectedArgument(t *testing.T) {
+	t.Parallel()
+	args := []string{"serve", "--dev", "extra"}
+	code, stdout, stderr := runCmd(t, args...)
+	if code != 2 {
+		t.Errorf("run(%q) = %d, want 2", args, code)
+	}
+	if stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "extra") {
+		t.Errorf("run(%q) stdout %q, stderr %q, want one line on stderr naming %q", args, stdout, stderr, "extra")
+	}
+}
+
+// serve -h lists the flags on the writer run was given, not on the
+// process's os.Stderr.
+func TestRun_ServeHelpListsFlags(t *testing.T) {
+	t.Parallel()
+	args := []string{"serve", "-h"}
+	_, stdout, stderr := runCmd(t, args...)
+	if out := stdout + stderr; !strings.Contains(out, "-send-queue") || strings.Contains(out, "panic") {
+		t.Errorf("run(%q) printed %q, want the flags listed", args, out)
+	}
+}
