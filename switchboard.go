@@ -43,8 +43,10 @@ const redisConnectTimeout = 10 * time.Second
 // Config configures an Instance. The zero value of each field means its
 // default; the defaults are those of PROTOCOL.md's flag table.
 type Config struct {
-	// Broker is the bus to use. Default: a Redis broker when Redis is set,
-	// otherwise an embedded memory broker, with the history settings below.
+	// Broker is the bus to use; the caller keeps it and closes it after
+	// Serve returns. Default: a Redis broker when Redis is set, otherwise an
+	// embedded memory broker, with the history settings below, owned and
+	// closed by the instance.
 	Broker broker.Broker
 	// Redis is the URL of the Redis server shared by the instances,
 	// redis://host:port/db. Empty runs the embedded memory broker.
@@ -100,13 +102,16 @@ type Config struct {
 
 // Instance is one running Switchboard server.
 type Instance struct {
-	cfg      Config
-	broker   broker.Broker
-	hub      *hub.Hub
-	api      *api.Server
-	registry *prometheus.Registry
-	mux      *http.ServeMux
-	log      *slog.Logger
+	cfg    Config
+	broker broker.Broker
+	// ownsBroker is set when the instance created its broker and so
+	// closes it when it stops; a broker from Config stays open.
+	ownsBroker bool
+	hub        *hub.Hub
+	api        *api.Server
+	registry   *prometheus.Registry
+	mux        *http.ServeMux
+	log        *slog.Logger
 }
 
 // New builds an instance from cfg. It does not listen yet; see Serve.
@@ -147,6 +152,7 @@ func New(cfg Config) (*Instance, error) {
 		cfg.InstanceID = "i_" + rand.Text()[:12]
 	}
 	b := cfg.Broker
+	ownsBroker := b == nil
 	switch {
 	case b != nil:
 	case cfg.RedisCluster:
@@ -184,7 +190,7 @@ func New(cfg Config) (*Instance, error) {
 	}
 	h.RegisterGauges(reg)
 
-	inst := &Instance{cfg: cfg, broker: b, hub: h, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
+	inst := &Instance{cfg: cfg, broker: b, ownsBroker: ownsBroker, hub: h, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
 	inst.api, err = api.New(api.Config{
 		Hub: apiHub{h}, Broker: b, APIKey: cfg.APIKey, Dev: cfg.Dev,
 		Registerer: reg, Gatherer: reg, Logger: cfg.Logger,
@@ -255,10 +261,12 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopRun()
 	<-hubDone
-	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancelClose()
-	if err := i.broker.Close(closeCtx); err != nil {
-		i.log.Warn("close broker", "err", err)
+	if i.ownsBroker {
+		closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelClose()
+		if err := i.broker.Close(closeCtx); err != nil {
+			i.log.Warn("close broker", "err", err)
+		}
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", serveErr)

@@ -18,6 +18,12 @@ import (
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
+// Bounds of the socket send buffer the hub asks the kernel for.
+const (
+	minSocketBuffer = 32 << 10
+	maxSocketBuffer = 256 << 10
+)
+
 // readBufferBytes is small on purpose: it is held for the whole life of an
 // idle connection. Larger frames are read in several steps.
 const readBufferBytes = 1024
@@ -58,6 +64,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(h.cfg.MaxFrameBytes)
+	if tc, ok := conn.NetConn().(*net.TCPConn); ok {
+		// Bound what the kernel buffers for a client that stops reading,
+		// so that the send queue, not megabytes of socket buffer, decides
+		// when it is a slow consumer.
+		_ = tc.SetWriteBuffer(min(max(h.cfg.SendQueueBytes, minSocketBuffer), maxSocketBuffer))
+	}
 
 	s, hello := h.handshake(conn, remote)
 	if s == nil {

@@ -29,8 +29,7 @@ func (h *Hub) Drain(ctx context.Context) error {
 		if spread > 0 {
 			after = rand.Int64N(spread + 1)
 		}
-		s.send(&protocol.Reconnect{Type: protocol.TypeReconnect, ReconnectAfter: after, Server: h.cfg.InstanceID})
-		s.close(closeRestarting, "server restarting", true)
+		s.drain(protocol.Encode(&protocol.Reconnect{Type: protocol.TypeReconnect, ReconnectAfter: after, Server: h.cfg.InstanceID}))
 	}
 
 	err := h.waitConns(ctx)

@@ -161,6 +161,8 @@ type Hub struct {
 
 	control  *control
 	draining atomic.Bool
+	// saveMu serializes session state saves.
+	saveMu sync.Mutex
 	// conns counts upgraded connections whose handler has not returned.
 	conns atomic.Int64
 	// stopped is closed by Drain when every session has ended or the drain

@@ -86,16 +86,29 @@ func (h *Hub) register(ctx context.Context) {
 
 // flushStates saves the states of sessions that changed since last time.
 func (h *Hub) flushStates(ctx context.Context) {
-	var states []broker.SessionState
+	var dirty []*Session
 	for _, s := range h.snapshot() {
 		if s.takeDirty() {
-			states = append(states, s.state())
+			dirty = append(dirty, s)
 		}
 	}
-	if len(states) == 0 {
+	h.saveStates(dirty...)
+}
+
+// saveStates saves the current state of sessions. Saves are serialized, and
+// each takes its snapshots under the same lock, so an older snapshot never
+// lands after a newer one.
+func (h *Hub) saveStates(sessions ...*Session) {
+	if len(sessions) == 0 {
 		return
 	}
-	ctx, cancel := h.brokerCtx(ctx)
+	h.saveMu.Lock()
+	defer h.saveMu.Unlock()
+	states := make([]broker.SessionState, len(sessions))
+	for i, s := range sessions {
+		states[i] = s.state()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.BrokerTimeout)
 	defer cancel()
 	if err := h.broker.SaveSessions(ctx, h.cfg.SessionTTL, states...); err != nil {
 		h.log.Warn("save session states", "sessions", len(states), "err", err)

@@ -134,12 +134,9 @@ func (h *Hub) endSession(s *Session) {
 	s.mu.Unlock()
 	_ = s.conn.Close()
 
-	state := s.state()
+	h.saveStates(s)
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.BrokerTimeout)
 	defer cancel()
-	if err := h.broker.SaveSessions(ctx, h.cfg.SessionTTL, state); err != nil {
-		h.log.Warn("save session state", "session", s.id, "err", err)
-	}
 	for _, r := range rooms {
 		h.removeMember(ctx, s, r)
 	}

@@ -69,9 +69,13 @@ type Session struct {
 	pingDue bool
 	// closing is set once; closeCode/closeReason are sent by the writer,
 	// after the queue when flush is set.
-	closing     bool
-	closeFlush  bool
-	closeSent   bool
+	closing    bool
+	closeFlush bool
+	closeSent  bool
+	// farewell, when set, is saved state then written right before the
+	// close frame: a drained client that reconnects at once finds its
+	// session state already saved.
+	farewell    []byte
 	closeCode   int
 	closeReason string
 }
@@ -174,6 +178,18 @@ func (s *Session) ping() {
 	s.mu.Unlock()
 }
 
+// drain ends the session for a drain: after the queued frames, its state
+// is saved, then farewell (server:reconnect) and close code 4001 are sent.
+// It never blocks.
+func (s *Session) drain(farewell []byte) {
+	s.mu.Lock()
+	if !s.closing {
+		s.farewell = farewell
+	}
+	s.startClosingLocked(closeRestarting, "server restarting", true)
+	s.mu.Unlock()
+}
+
 // close ends the session with code: after the queued frames if flush is
 // set, at once otherwise. It never blocks.
 func (s *Session) close(code int, reason string, flush bool) {
@@ -212,7 +228,7 @@ func (s *Session) writeLoop() {
 			s.mu.Unlock()
 			return
 		}
-		code, reason := s.closeCode, s.closeReason
+		code, reason, farewell := s.closeCode, s.closeReason, s.farewell
 		s.mu.Unlock()
 
 		if ping {
@@ -235,6 +251,13 @@ func (s *Session) writeLoop() {
 			s.mu.Unlock()
 		}
 		if sendClose {
+			if farewell != nil {
+				s.hub.saveStates(s)
+				if err := s.writeFrames([]outFrame{{data: farewell}}); err != nil {
+					s.abort()
+					return
+				}
+			}
 			msg := websocket.FormatCloseMessage(code, reason)
 			_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			s.hub.metrics.closed(code)
