@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -279,8 +278,3 @@ func (h *Hub) DisconnectUser(user string) int {
 
 // newID returns a random id with prefix.
 func newID(prefix string) string { return prefix + rand.Text()[:20] }
-
-// errUnavailable wraps err so that clients see "unavailable".
-func errUnavailable(op string, err error) error {
-	return fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, err))
-}

@@ -11,9 +11,6 @@ import (
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
-// errClosedByServer ends a session the server closed on purpose.
-var errClosedByServer = errors.New("hub: closed by server")
-
 // run starts a session after hello and reads its frames until it ends.
 func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
 	log := h.log.With("session", s.id, "user", s.user)
