@@ -163,7 +163,9 @@ func New(cfg Config) (*Instance, error) {
 		rb, err := redis.New(ctx, redis.Config{
 			URL: cfg.Redis, Prefix: cfg.RedisPrefix, InstanceID: cfg.InstanceID,
 			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
-			Logger: cfg.Logger.With("instance", cfg.InstanceID),
+			// An instance that misses three registry heartbeats is gone.
+			PresenceTTL: 3 * hub.RegistryInterval(cfg.Heartbeat),
+			Logger:      cfg.Logger.With("instance", cfg.InstanceID),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("switchboard: connect to Redis: %w", err)

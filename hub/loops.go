@@ -35,7 +35,16 @@ func (h *Hub) Run(ctx context.Context) error {
 
 // registryInterval is how often the instance registry is refreshed.
 func (h *Hub) registryInterval() time.Duration {
-	return min(h.cfg.Heartbeat, 5*time.Second)
+	return RegistryInterval(h.cfg.Heartbeat)
+}
+
+// RegistryInterval is how often a hub with the given heartbeat interval
+// (zero: the default) refreshes its instance registry entry and presence.
+func RegistryInterval(heartbeat time.Duration) time.Duration {
+	if heartbeat <= 0 {
+		heartbeat = DefaultHeartbeat
+	}
+	return min(heartbeat, 5*time.Second)
 }
 
 // every calls f every d until ctx ends or the hub stops.
