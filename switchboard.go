@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -165,7 +166,7 @@ func New(cfg Config) (*Instance, error) {
 			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
 			// An instance that misses three registry heartbeats is gone.
 			PresenceTTL: 3 * hub.RegistryInterval(cfg.Heartbeat),
-			Logger:      cfg.Logger.With("instance", cfg.InstanceID),
+			Logger:      cfg.Logger, // the broker adds its instance itself
 		})
 		if err != nil {
 			return nil, fmt.Errorf("switchboard: connect to Redis: %w", err)
@@ -203,6 +204,9 @@ func New(cfg Config) (*Instance, error) {
 	inst.mux.Handle("GET /ws", h)
 	if cfg.Dev {
 		inst.mux.Handle("GET /{$}", demo.Handler())
+		// Profiles for development and benchmarks; never on outside dev mode.
+		inst.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		inst.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	}
 	inst.mux.Handle("/", inst.api)
 	return inst, nil

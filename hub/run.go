@@ -13,21 +13,30 @@ import (
 
 // run starts a session after hello and reads its frames until it ends.
 func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
-	log := h.log.With("session", s.id, "user", s.user)
 	h.addSession(s)
 	h.metrics.sessionOpened()
-	conn := s.conn
-	conn.SetPongHandler(func(string) error { s.touch(); return nil })
-	defer h.endSession(s)
-
+	s.conn.SetPongHandler(func(string) error { s.touch(); return nil })
 	s.armExpiry(s.claims.Expires)
 	if err := h.welcome(s, hello); err != nil {
-		log.Warn("hello failed", "err", err)
+		h.log.Warn("hello failed", "session", s.id, "user", s.user, "err", err)
 		s.close(websocket.CloseTryAgainLater, "broker unavailable, try again", true)
 		s.waitClosed()
+		h.endSession(s)
 		return
 	}
-	log.Debug("session started")
+	// The read loop gets a fresh goroutine: hello's work (decoding, broker
+	// calls) grew this one's stack, and an idle session should park on a
+	// small one. The connection is handed over with its count.
+	h.conns.Add(1)
+	go h.readLoop(s)
+}
+
+// readLoop reads and handles the session's frames until it ends.
+func (h *Hub) readLoop(s *Session) {
+	defer h.conns.Add(-1)
+	defer h.endSession(s)
+	log := h.log.With("session", s.id, "user", s.user)
+	conn := s.conn
 	for {
 		typ, data, err := conn.ReadMessage()
 		if err != nil {

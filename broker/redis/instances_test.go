@@ -243,7 +243,7 @@ func TestBroker_ManyRoomsResubscribe(t *testing.T) {
 	for _, name := range names {
 		publish(t, pub, name, `1`)
 	}
-	if !eventually(t, 10*time.Second, func() bool { return h.count() == rooms }) {
+	if !eventually(t, waitTimeout, func() bool { return h.count() == rooms }) {
 		t.Fatalf("handler received %d messages, want %d", h.count(), rooms)
 	}
 	if h.resets.Load() != 0 {

@@ -281,7 +281,7 @@ func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
 
 func waitFor(t *testing.T, r *recorder, pos broker.Position) {
 	t.Helper()
-	if !eventually(t, 10*time.Second, func() bool { return r.has(pos) }) {
+	if !eventually(t, waitTimeout, func() bool { return r.has(pos) }) {
 		t.Fatalf("handler did not receive %s/%d; it received %v", pos.Epoch, pos.Offset, r.snapshot())
 	}
 }
@@ -302,3 +302,8 @@ func span(from, to uint64) []uint64 {
 	}
 	return os
 }
+
+// waitTimeout bounds the waits of these tests. It is generous because the
+// whole suite shares two cores with several redis-servers: it only decides
+// how long a failing test takes to say so.
+const waitTimeout = 30 * time.Second

@@ -73,7 +73,7 @@ func TestBroker_RedisRestart(t *testing.T) {
 	}
 
 	s.Restart()
-	if !eventually(t, 10*time.Second, func() bool { return b.Ready(t.Context()) == nil }) {
+	if !eventually(t, waitTimeout, func() bool { return b.Ready(t.Context()) == nil }) {
 		t.Fatalf("Ready after the restart: %v", b.Ready(t.Context()))
 	}
 	var after broker.Position
@@ -217,7 +217,7 @@ func TestBroker_FailoverStartsNewEpochs(t *testing.T) {
 		pos = publish(t, b, "r", fmt.Sprint(i))
 	}
 	meta := b.metaKey("r")
-	if !eventually(t, 10*time.Second, func() bool { got, _ := replica.Do("HGET", meta, "offset"); return got == "5" }) {
+	if !eventually(t, waitTimeout, func() bool { got, _ := replica.Do("HGET", meta, "offset"); return got == "5" }) {
 		t.Fatal("the replica did not catch up")
 	}
 	// The replica is promoted; the old primary takes three more writes
@@ -232,7 +232,7 @@ func TestBroker_FailoverStartsNewEpochs(t *testing.T) {
 
 	p.switchTo(replica.Addr)
 	var next broker.Position
-	if !eventually(t, 10*time.Second, func() bool {
+	if !eventually(t, waitTimeout, func() bool {
 		var err error
 		next, err = b.Publish(t.Context(), "r", broker.Publication{Data: json.RawMessage(`"after"`)})
 		return err == nil
