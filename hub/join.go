@@ -140,7 +140,7 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 		return // the session ended meanwhile
 	}
 	for i, m := range j.missed {
-		s.enqueueMessage(frames[i], m)
+		s.enqueue(outFrame{data: frames[i], msg: m, recovered: true})
 	}
 	delivered := len(j.missed)
 	defer func() { h.metrics.delivered(delivered) }()

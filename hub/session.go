@@ -85,6 +85,10 @@ type Session struct {
 type outFrame struct {
 	data []byte
 	msg  *broker.Message
+	// recovered frames (missed messages sent by a join) do not count
+	// against the queue bound: history bounds them, and a recovery larger
+	// than the queue must not close the session it is for.
+	recovered bool
 }
 
 // ID returns the session id.
@@ -102,7 +106,10 @@ func (s *Session) enqueue(f outFrame) {
 		return
 	}
 	size := len(f.data)
-	if size == 0 {
+	switch {
+	case f.recovered:
+		size = 0
+	case size == 0:
 		size = markerBytes
 	}
 	if s.queued+size > s.hub.cfg.SendQueueBytes {
