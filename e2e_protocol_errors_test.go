@@ -147,10 +147,25 @@ func TestProtocol_ErrorCodes(t *testing.T) {
 
 	t.Run("too_large", func(t *testing.T) {
 		t.Parallel()
-		// No WebSocket path answers too_large: a client frame over
-		// MaxFrameBytes closes the session with 1009 (TestProtocol_CloseCodes/1009);
-		// docs/protocol.md reserves too_large for HTTP API bodies (413).
-		t.Skip("too_large has no WebSocket path: oversized frames close with 1009")
+		// On a WebSocket a frame over MaxFrameBytes closes the session with
+		// 1009 (TestProtocol_CloseCodes/1009); docs/protocol.md gives
+		// too_large to HTTP API bodies over their limit, with status 413.
+		srv := wstest.Start(t, switchboard.Config{})
+		body := `{"room":"general","data":"` + strings.Repeat("x", 2<<20) + `"}`
+		resp, err := http.Post(srv.URL+"/api/publish", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+			t.Fatalf("decode error body: %v", err)
+		}
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || e.Error.Code != protocol.CodeTooLarge {
+			t.Errorf("oversized API publish = %d %q, want 413 %q", resp.StatusCode, e.Error.Code, protocol.CodeTooLarge)
+		}
 	})
 
 	t.Run("unavailable", func(t *testing.T) {
