@@ -31,47 +31,63 @@ func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
 	go h.readLoop(s)
 }
 
-// readLoop reads and handles the session's frames until it ends.
+// readLoop reads and handles the session's frames until it ends. It keeps
+// its own frame small and does the work in functions it calls: an idle
+// session parks here, and the garbage collector shrinks a parked stack only
+// when little of it is in use.
 func (h *Hub) readLoop(s *Session) {
 	defer h.conns.Add(-1)
 	defer h.endSession(s)
-	log := h.log.With("session", s.id, "user", s.user)
-	conn := s.conn
 	for {
-		typ, data, err := conn.ReadMessage()
+		typ, data, err := s.conn.ReadMessage()
 		if err != nil {
-			var ce *websocket.CloseError
-			switch {
-			case errors.As(err, &ce):
-				log.Debug("session closed by client", "code", ce.Code)
-			case errors.Is(err, websocket.ErrReadLimit):
-				h.metrics.closed(protocol.CloseTooLarge)
-				log.Warn("frame too large", "code", protocol.CloseTooLarge)
-			default:
-				log.Debug("session connection ended", "err", err)
-			}
+			s.readFailed(err)
 			return
 		}
-		s.touch()
-		h.metrics.frameIn(len(data))
-		if typ != websocket.TextMessage {
-			s.invalid(nil, protocol.Errorf(protocol.CodeBadRequest, "frames must be text frames holding JSON"))
-			continue
-		}
-		// Decode before the rate limit so that a refusal names the
-		// frame's id; the decode is bounded by --max-frame.
-		f, derr := protocol.Decode(data)
-		if !s.allow(f.ID) {
-			continue
-		}
-		if derr != nil {
-			var pe *protocol.Error
-			errors.As(derr, &pe)
-			s.invalid(f.ID, pe)
-			continue
-		}
-		s.handle(f)
+		s.frame(typ, data)
 	}
+}
+
+// readFailed logs why the session's connection ended.
+//
+//go:noinline
+func (s *Session) readFailed(err error) {
+	log := s.hub.log.With("session", s.id, "user", s.user)
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		log.Debug("session closed by client", "code", ce.Code)
+	case errors.Is(err, websocket.ErrReadLimit):
+		s.hub.metrics.closed(protocol.CloseTooLarge)
+		log.Warn("frame too large", "code", protocol.CloseTooLarge)
+	default:
+		log.Debug("session connection ended", "err", err)
+	}
+}
+
+// frame handles one client frame.
+//
+//go:noinline
+func (s *Session) frame(typ int, data []byte) {
+	s.touch()
+	s.hub.metrics.frameIn(len(data))
+	if typ != websocket.TextMessage {
+		s.invalid(nil, protocol.Errorf(protocol.CodeBadRequest, "frames must be text frames holding JSON"))
+		return
+	}
+	// Decode before the rate limit so that a refusal names the frame's
+	// id; the decode is bounded by --max-frame.
+	f, derr := protocol.Decode(data)
+	if !s.allow(f.ID) {
+		return
+	}
+	if derr != nil {
+		var pe *protocol.Error
+		errors.As(derr, &pe)
+		s.invalid(f.ID, pe)
+		return
+	}
+	s.handle(f)
 }
 
 // allow applies the session's rate limit to one frame.
