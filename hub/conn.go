@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -26,12 +25,9 @@ const (
 
 // readBufferBytes is small on purpose: it is held for the whole life of an
 // idle connection. Larger frames are read in several steps.
-const readBufferBytes = 1024
+const readBufferBytes = 512
 
 var writeBufferPool = &sync.Pool{}
-
-// errSessionEnded is the cause of a session context that ended normally.
-var errSessionEnded = errors.New("hub: session ended")
 
 // ServeHTTP upgrades a request to a WebSocket and runs the session on it
 // until it ends. It is the handler of GET /ws.
@@ -157,19 +153,17 @@ func (h *Hub) handshake(conn *websocket.Conn, remote string) (*Session, *protoco
 		return nil, nil
 	}
 	s := &Session{
-		hub:       h,
-		conn:      conn,
-		id:        newID("s_"),
-		user:      claims.User,
-		batch:     f.Batch,
-		echo:      f.Echo,
-		claims:    claims,
-		limiter:   rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst),
-		badFrames: rate.NewLimiter(rate.Limit(1), badFrameBurst),
-		rooms:     make(map[string]*room),
-		sent:      make(map[string]broker.Position),
+		hub:     h,
+		conn:    conn,
+		id:      newID("s_"),
+		user:    claims.User,
+		batch:   f.Batch,
+		echo:    f.Echo,
+		claims:  claims,
+		limiter: rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst),
+		rooms:   make(map[string]*room),
+		sent:    make(map[string]broker.Position),
 	}
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.touch()
 	return s, f
 }

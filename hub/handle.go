@@ -68,7 +68,7 @@ func (s *Session) leave(f *protocol.ClientFrame) error {
 	if r == nil {
 		return protocol.Errorf(protocol.CodeNotJoined, "not joined to %s", f.Room)
 	}
-	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	ctx, cancel := s.hub.brokerCtx(context.Background())
 	defer cancel()
 	s.hub.removeMember(ctx, s, r)
 	s.send(&protocol.Left{Type: protocol.TypeLeft, ID: f.ID, Room: f.Room})
@@ -106,7 +106,7 @@ func (s *Session) publishTo(f *protocol.ClientFrame, room string) error {
 	if s.hub.draining.Load() {
 		return ErrDraining
 	}
-	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	ctx, cancel := s.hub.brokerCtx(context.Background())
 	defer cancel()
 	pos, err := s.hub.publish(ctx, room, broker.Publication{From: s.user, Origin: s.id, Data: f.Data, Key: f.Key})
 	if err != nil {
@@ -128,7 +128,7 @@ func (s *Session) presence(f *protocol.ClientFrame) error {
 	if !s.claims.CanJoin(f.Room) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
 	}
-	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	ctx, cancel := s.hub.brokerCtx(context.Background())
 	defer cancel()
 	users, err := s.hub.RoomPresence(ctx, f.Room)
 	if err != nil {
@@ -161,7 +161,7 @@ func (s *Session) history(f *protocol.ClientFrame) error {
 	if !s.claims.CanJoin(f.Room) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
 	}
-	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	ctx, cancel := s.hub.brokerCtx(context.Background())
 	defer cancel()
 	h, err := s.hub.History(ctx, f.Room, f.Since, f.Limit)
 	if err != nil {

@@ -47,7 +47,7 @@ func (s *Session) joinRoom(name string, since *protocol.Position, id json.RawMes
 	if s.hub.draining.Load() {
 		return ErrDraining
 	}
-	ctx, cancel := s.hub.brokerCtx(s.ctx)
+	ctx, cancel := s.hub.brokerCtx(context.Background())
 	defer cancel()
 	j, err := s.hub.prepareJoin(ctx, s, name, since)
 	if err != nil {
@@ -170,7 +170,7 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 // welcome answers hello: it joins the inbox, sends welcome, and resumes the
 // rooms of hello.resume and of the state of hello.session.
 func (h *Hub) welcome(s *Session, hello *protocol.ClientFrame) error {
-	ctx, cancel := h.brokerCtx(s.ctx)
+	ctx, cancel := h.brokerCtx(context.Background())
 	defer cancel()
 	resume := make(map[string]broker.Position, len(hello.Resume))
 	if hello.Session != "" {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -109,6 +110,10 @@ func (s *Session) allow(id []byte) bool {
 // sending them with 1008.
 func (s *Session) invalid(id []byte, e *protocol.Error) {
 	s.sendError(id, e)
+	if s.badFrames == nil {
+		// Made on the first bad frame: most sessions never send one.
+		s.badFrames = rate.NewLimiter(rate.Limit(1), badFrameBurst)
+	}
 	if !s.badFrames.Allow() {
 		s.close(closePolicy, "too many invalid frames", true)
 	}
@@ -142,7 +147,6 @@ func (s *Session) waitClosed() {
 // endSession removes an ended session from its rooms and the hub and saves
 // its state for hello.session.
 func (h *Hub) endSession(s *Session) {
-	s.cancel(errSessionEnded)
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -47,11 +46,9 @@ type Session struct {
 	// Owned by the reader goroutine.
 	claims     auth.Claims
 	limiter    *rate.Limiter
-	badFrames  *rate.Limiter
-	refused    int // consecutive rate-limited frames
+	badFrames  *rate.Limiter // nil until the first invalid frame
+	refused    int           // consecutive rate-limited frames
 	expiry     *time.Timer
-	ctx        context.Context
-	cancel     context.CancelCauseFunc
 	lastSeenNS atomic.Int64
 
 	mu sync.Mutex
