@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 LISTEN      ?= :8080
 
-.PHONY: run build test deps lint unit browser bench fuzz clean
+.PHONY: run build test deps lint unit browser bench bench-suite chaos fuzz clean
 
 ## run: start one instance on the embedded broker in dev mode (http://localhost:8080)
 run:
@@ -37,9 +37,21 @@ unit:
 browser:
 	cd test/browser && npm ci --no-audit --no-fund --loglevel=error && npm test
 
-## bench: Go benchmarks of the hot paths
+## bench: Go benchmarks of the hot paths (the load-generator suite is bench-suite)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-suite: switchboard bench W1 idle, W2 fanout, W3 rooms on 2 instances + Redis; writes BENCHMARKS.md
+## (CENTRIFUGO=/path/to/centrifugo adds the same workloads against 2 Centrifugo v6 nodes)
+bench-suite:
+	scripts/bench-suite.sh
+
+## chaos: the zero-loss proof at full length (several minutes): Redis, three instances killed and restarted
+## in turn under ~200 clients and steady publishing; prints its summary line. Without -race: the instances
+## run without it anyway, and on a small machine it would slow the clients more than the chaos; the ~30 s
+## version in `make unit` runs with -race. Run from the package directory so that the line is shown.
+chaos:
+	cd cmd/switchboard && SWITCHBOARD_CHAOS=full SWITCHBOARD_TEST_REDIS=required $(GO) test -count=1 -timeout 30m -run '^TestProcess_Chaos$$'
 
 ## fuzz: run the frame decoder fuzzer for a minute
 fuzz:

@@ -23,8 +23,8 @@ type Client struct {
 	log  *slog.Logger
 	bo   backoff.Backoff
 	urls []string
-	// start is the index of the URL of the first attempt.
-	start int
+	// url is the index of the URL of the current (or next) attempt.
+	url int
 
 	// ctx is the client's lifetime; Close cancels it.
 	ctx       context.Context
@@ -76,7 +76,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		log:          cfg.Logger,
 		bo:           cfg.Backoff.internal(),
 		urls:         append([]string(nil), cfg.URLs...),
-		start:        rand.IntN(len(cfg.URLs)),
+		url:          rand.IntN(len(cfg.URLs)),
 		runDone:      make(chan struct{}),
 		done:         make(chan struct{}),
 		first:        make(chan error, 1),
@@ -221,7 +221,10 @@ func (c *Client) run() {
 			return
 		}
 		c.setState(StateConnecting, nil)
-		out := c.connect(c.urls[(c.start+n)%len(c.urls)])
+		if n > 0 {
+			c.url = nextURL(c.url, len(c.urls))
+		}
+		out := c.connect(c.urls[c.url])
 		if c.ctx.Err() != nil {
 			c.stop(ErrClosed)
 			return
@@ -340,4 +343,14 @@ func (c *Client) stop(err error) {
 	if changed && c.cfg.OnStateChange != nil {
 		c.cfg.OnStateChange(StateClosed, err)
 	}
+}
+
+// nextURL picks the URL of a reconnection: a random one other than the last.
+// Rotating in list order would send every client of an instance that went
+// away to the same next instance.
+func nextURL(last, n int) int {
+	if n < 2 {
+		return 0
+	}
+	return (last + 1 + rand.IntN(n-1)) % n
 }

@@ -28,8 +28,10 @@ const (
 // documented default; URLs and one of Token or User are required.
 type Config struct {
 	// URLs are WebSocket endpoints (ws:// or wss://, path /ws) of instances
-	// of one deployment. The client starts at a random one and moves to the
-	// next on every connection attempt.
+	// of one deployment. The client starts at a random one and moves to
+	// another one, chosen at random, on every further connection attempt,
+	// so that the clients of an instance that went away spread over the
+	// others.
 	URLs []string
 	// Token returns the JWT for hello. It is called before every connection
 	// attempt, so after the server closed with 4003 (token expired) the next

@@ -4,8 +4,8 @@
 //
 // # Connections
 //
-// Dial connects to one of Config.URLs (a random one first, then the next
-// one on every attempt), sends hello with a token from Config.Token (fetched
+// Dial connects to one of Config.URLs (a random one first, then another
+// random one on every attempt), sends hello with a token from Config.Token (fetched
 // again for every connection) and returns after the server's welcome. When
 // a connection ends, the client reconnects following PROTOCOL.md's close
 // code table: it stops after 1000, 1008, 1009 and 4004 (unless
