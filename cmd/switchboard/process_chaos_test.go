@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -220,49 +219,6 @@ func (n *chaosNode) start(t *testing.T) {
 	t.Helper()
 	n.runs++
 	n.cur = startInstanceAt(t, n.name+strconv.Itoa(n.runs), n.addr, n.flags...)
-}
-
-// startInstanceAt is startInstance on a given listen address.
-func startInstanceAt(t testing.TB, name, listen string, args ...string) *instance {
-	t.Helper()
-	in := &instance{
-		name: name, id: "i_" + name,
-		logs:   newLogSink(),
-		exited: make(chan struct{}),
-	}
-	in.args = append([]string{"serve", "--dev", "--listen", listen, "--instance-id", in.id, "--log-format", "json"}, args...)
-	in.cmd = exec.Command(switchboardBinary(t), in.args...)
-	in.cmd.Env = cleanEnv()
-	in.cmd.Stdout = in.logs
-	in.cmd.Stderr = in.logs
-	if err := in.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		_ = in.cmd.Wait()
-		in.state = in.cmd.ProcessState
-		close(in.exited)
-	}()
-	t.Cleanup(func() {
-		in.kill()
-		if in.logs.contains("WARNING: DATA RACE") {
-			t.Errorf("instance %s reported a data race (built with SWITCHBOARD_PROCESS_RACE)", in.name)
-		}
-		if t.Failed() {
-			t.Logf("log of instance %s (%s):\n%s", in.name, strings.Join(in.args, " "), in.logs.tail(16<<10))
-		}
-	})
-	select {
-	case in.addr = <-in.logs.listening:
-	case <-in.exited:
-		t.Fatalf("instance %s exited at start (%v):\n%s", name, in.state, in.logs.tail(16<<10))
-	case <-time.After(20 * time.Second):
-		t.Fatalf("instance %s did not log its listen address within 20s:\n%s", name, in.logs.tail(16<<10))
-	}
-	in.url = "http://" + in.addr
-	in.ws = "ws://" + in.addr + "/ws"
-	in.waitReady(t, 20*time.Second)
-	return in
 }
 
 // fixedPorts returns n loopback addresses that are free now, on ports below

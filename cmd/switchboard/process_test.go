@@ -116,12 +116,19 @@ type instance struct {
 // when the test ends; its log is shown if the test failed.
 func startInstance(t testing.TB, name string, args ...string) *instance {
 	t.Helper()
+	return startInstanceAt(t, name, "127.0.0.1:0", args...)
+}
+
+// startInstanceAt is startInstance on a given listen address, so that a
+// restarted instance keeps its URL.
+func startInstanceAt(t testing.TB, name, listen string, args ...string) *instance {
+	t.Helper()
 	in := &instance{
 		name: name, id: "i_" + name,
 		logs:   newLogSink(),
 		exited: make(chan struct{}),
 	}
-	in.args = append([]string{"serve", "--dev", "--listen", "127.0.0.1:0", "--instance-id", in.id, "--log-format", "json"}, args...)
+	in.args = append([]string{"serve", "--dev", "--listen", listen, "--instance-id", in.id, "--log-format", "json"}, args...)
 	in.cmd = exec.Command(switchboardBinary(t), in.args...)
 	// Only the flags count: no SWITCHBOARD_* or REDIS_URL from the
 	// environment of whoever runs the tests.
