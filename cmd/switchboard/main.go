@@ -3,6 +3,7 @@
 //
 //	switchboard serve [flags]          run an instance
 //	switchboard token --user ID        print a HS256 token (uses --jwt-secret)
+//	switchboard bench idle|fanout|rooms [flags]   load-test instances on this machine
 //	switchboard version
 //
 // Every serve flag is also read from SWITCHBOARD_<NAME> (upper case, '-'
@@ -21,6 +22,7 @@ import (
 const usage = `usage:
   switchboard serve [flags]                                 run an instance
   switchboard token --user ID [--rooms P,..] [--ttl 1h]     print a HS256 token (uses --jwt-secret)
+  switchboard bench idle|fanout|rooms [flags]               load-test running instances on this machine
   switchboard version                                       print the version
 Run 'switchboard serve -h' for the flags of a command.
 `
@@ -44,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], os.LookupEnv, stderr)
 	case "token":
 		err = token(args[1:], os.LookupEnv, stdout)
+	case "bench":
+		err = benchCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		err = version(stdout)
 	case "help", "-h", "--help":

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// apiSenders is how many HTTP requests the API publisher keeps in flight at
+// most; a publish that finds them all busy and its queue full is missed.
+const apiSenders = 64
+
+// apiJob is one publish through the HTTP API.
+type apiJob struct {
+	step      int
+	room      string
+	roomIdx   int
+	seq       int64
+	base      string
+	receivers int
+}
+
+// apiPublisher publishes benchmark messages through the servers' HTTP API
+// (POST /api/publish on both targets), in an open loop fed by Pace.
+type apiPublisher struct {
+	target Target
+	key    string
+	size   int
+	client *http.Client
+	steps  []*stepStats
+	jobs   chan apiJob
+	wg     sync.WaitGroup
+
+	sent, acked, errors atomic.Int64
+
+	nmu   sync.Mutex
+	notes map[string]int64
+}
+
+func newAPIPublisher(target Target, key string, size, steps int) *apiPublisher {
+	p := &apiPublisher{
+		target: target, key: key, size: size,
+		client: &http.Client{
+			Timeout: 10 * time.Second,
+			Transport: &http.Transport{
+				MaxIdleConnsPerHost: apiSenders,
+				DisableCompression:  true,
+			},
+		},
+		jobs:  make(chan apiJob, 4096),
+		notes: map[string]int64{},
+	}
+	for range max(steps, 1) {
+		p.steps = append(p.steps, &stepStats{})
+	}
+	for range apiSenders {
+		p.wg.Go(func() {
+			for job := range p.jobs {
+				p.publish(job)
+			}
+		})
+	}
+	return p
+}
+
+// offer queues a publish; false when the queue is full.
+func (p *apiPublisher) offer(job apiJob) bool {
+	select {
+	case p.jobs <- job:
+		p.sent.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+// close stops the senders after the queued publishes.
+func (p *apiPublisher) close() {
+	close(p.jobs)
+	p.wg.Wait()
+	p.client.CloseIdleConnections()
+}
+
+func (p *apiPublisher) note(what string) {
+	p.nmu.Lock()
+	p.notes[what]++
+	p.nmu.Unlock()
+}
+
+// publish sends one message and counts the answer.
+func (p *apiPublisher) publish(job apiJob) {
+	st := p.steps[job.step]
+	data := appendPayload(make([]byte, 0, p.size+8), job.step, job.seq, time.Now().UnixNano(), -1-job.roomIdx, p.size)
+	err := p.post(context.Background(), job.base, job.room, data)
+	if err != nil {
+		st.pubErrors.Add(1)
+		p.errors.Add(1)
+		p.note("api: " + err.Error())
+		return
+	}
+	st.acked.Add(1)
+	st.expected.Add(int64(job.receivers))
+	p.acked.Add(1)
+}
+
+// post publishes data to room at the server at base.
+func (p *apiPublisher) post(ctx context.Context, base, room string, data []byte) error {
+	var body []byte
+	switch p.target {
+	case Centrifugo:
+		body = append(body, `{"channel":`...)
+		body = strconv.AppendQuote(body, centrifugoChannel(room))
+	default:
+		body = append(body, `{"room":`...)
+		body = strconv.AppendQuote(body, room)
+	}
+	body = append(body, `,"data":`...)
+	body = append(body, data...)
+	body = append(body, '}')
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/publish", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if p.key != "" {
+		if p.target == Centrifugo {
+			req.Header.Set("X-API-Key", p.key)
+		} else {
+			req.Header.Set("Authorization", "Bearer "+p.key)
+		}
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("request failed")
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		return fmt.Errorf("HTTP %d %s", resp.StatusCode, e.Error.Code)
+	}
+	if p.target == Centrifugo {
+		// Centrifugo answers API errors with 200 and an error object.
+		var r struct {
+			Error *struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(b, &r) == nil && r.Error != nil {
+			return fmt.Errorf("error %d %s", r.Error.Code, r.Error.Message)
+		}
+	}
+	return nil
+}
+
+// stats reports step i's publish counts.
+func (p *apiPublisher) stats(i int) workerStats {
+	st := p.steps[i]
+	return workerStats{
+		Due: st.due.Load(), Sent: st.sent.Load(), Missed: st.missed.Load(),
+		Acked: st.acked.Load(), PubErrors: st.pubErrors.Load(), Expected: st.expected.Load(),
+	}
+}

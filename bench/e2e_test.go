@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	switchboard "github.com/switchboard-rt/switchboard"
+	"github.com/switchboard-rt/switchboard/internal/wstest"
+)
+
+// childEnv makes the test binary a bench child process (see TestMain), so
+// that --procs is tested with real processes.
+const childEnv = "SWITCHBOARD_BENCH_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(RunChild(context.Background(), os.Stdin, os.Stdout))
+	}
+	os.Exit(m.Run())
+}
+
+func childCommand() ([]string, []string) {
+	return []string{os.Args[0], "-test.run=^$"}, []string{childEnv + "=1"}
+}
+
+func TestRun_FanoutNoLoss(t *testing.T) {
+	t.Parallel()
+	srv := wstest.Start(t, switchboard.Config{})
+	res, err := Run(t.Context(), Config{
+		Workload: Fanout, URLs: []string{srv.WS}, Rooms: 1, Members: 20,
+		Ladder: []float64{50}, Duration: time.Second, Drain: 500 * time.Millisecond, Batch: true, Quiet: true,
+		ServerPIDs: []int{os.Getpid()},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connect.Opened != 20 || res.Connect.Failed != 0 {
+		t.Fatalf("connect = %+v, want 20 open", res.Connect)
+	}
+	if len(res.Steps) != 1 {
+		t.Fatalf("%d steps, want 1", len(res.Steps))
+	}
+	st := res.Steps[0]
+	if st.Sent != 50 || st.Acked != 50 || st.Missed != 0 || st.PubErrors != 0 {
+		t.Errorf("publishes: sent %d acked %d missed %d errors %d, want 50 sent and acked", st.Sent, st.Acked, st.Missed, st.PubErrors)
+	}
+	if st.Expected != 50*20 || st.Received != 50*20 || st.Lost != 0 || st.Dups != 0 {
+		t.Errorf("deliveries: expected %d received %d lost %d dups %d, want 1000 received, none lost", st.Expected, st.Received, st.Lost, st.Dups)
+	}
+	if st.Latency.Count != st.Received || st.Latency.P50 <= 0 || st.Latency.P50 > st.Latency.P99 || st.Latency.P99 > st.Latency.Max || st.Latency.Max > 1000 {
+		t.Errorf("latency %+v is not sane", st.Latency)
+	}
+	if st.DeliveredPerSec != 1000 {
+		t.Errorf("DeliveredPerSec = %v, want 1000", st.DeliveredPerSec)
+	}
+	if st.ServerCPU <= 0 || st.PerCoreSecond <= 0 {
+		t.Errorf("server CPU %v, per core-second %v: want positive", st.ServerCPU, st.PerCoreSecond)
+	}
+	if res.Summary == nil || res.Summary.CleanRate != 50 {
+		t.Errorf("summary %+v, want clean rate 50", res.Summary)
+	}
+	if len(res.Notes) != 0 || len(res.Warnings) != 0 {
+		t.Errorf("notes %v warnings %v, want none", res.Notes, res.Warnings)
+	}
+}
+
+func TestRun_IdleMeasuresMemory(t *testing.T) {
+	t.Parallel()
+	srv := wstest.Start(t, switchboard.Config{})
+	res, err := Run(t.Context(), Config{Workload: Idle, URLs: []string{srv.WS}, Conns: 100, Duration: 100 * time.Millisecond, Quiet: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connect.Opened != 100 || res.Connect.Failed != 0 || res.Connect.PerSecond <= 0 {
+		t.Errorf("connect = %+v, want 100 open", res.Connect)
+	}
+	if len(res.Memory) != 1 {
+		t.Fatalf("memory = %+v (warnings %v), want one server", res.Memory, res.Warnings)
+	}
+	m := res.Memory[0]
+	if m.Conns != 100 || m.BeforeBytes <= 0 || m.AfterBytes <= 0 || m.Source != "/metrics" {
+		t.Errorf("memory = %+v", m)
+	}
+	// The run closes its connections before it returns; the server
+	// notices shortly after.
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Hub().SessionCount() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := srv.Hub().SessionCount(); n != 0 {
+		t.Errorf("%d sessions left after the run", n)
+	}
+}
+
+func TestRun_RoomsInChildProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	t.Parallel()
+	a := wstest.Start(t, switchboard.Config{})
+	cmd, env := childCommand()
+	res, err := Run(t.Context(), Config{
+		Workload: Rooms, URLs: []string{a.WS}, Conns: 40, Ladder: []float64{40, 80}, Duration: 500 * time.Millisecond,
+		Drain: 300 * time.Millisecond, Procs: 2, ChildCommand: cmd, ChildEnv: env, Quiet: true,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connect.Opened != 40 || len(res.Steps) != 2 {
+		t.Fatalf("opened %d, %d steps; want 40 and 2", res.Connect.Opened, len(res.Steps))
+	}
+	for _, st := range res.Steps {
+		want := int64(st.Rate / 2) // 0.5 s per step, one receiver per message
+		if st.Sent != want || st.Expected != want || st.Received != want || st.Lost != 0 || st.Dups != 0 {
+			t.Errorf("step %v/s: sent %d expected %d received %d lost %d dups %d, want %d each and none lost",
+				st.Rate, st.Sent, st.Expected, st.Received, st.Lost, st.Dups, want)
+		}
+	}
+}
