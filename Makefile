@@ -29,9 +29,11 @@ lint:
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
 
-## unit: every Go test with the race detector; tests that need redis-server fail instead of skipping
+## unit: every Go test with the race detector; tests that need redis-server fail instead of skipping.
+## One package at a time (-p 1): the process and chaos tests load both cores, and timing-sensitive
+## tests of other packages should not compete with them.
 unit:
-	SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -timeout 20m ./...
+	SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 20m ./...
 
 ## browser: the demo page in Debian's Chromium, driven by playwright-core
 browser:

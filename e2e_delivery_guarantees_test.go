@@ -585,7 +585,7 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 		for range joiners {
 			select {
 			case <-joinedCh:
-			case <-time.After(30 * time.Second):
+			case <-time.After(90 * time.Second):
 				pubErr <- errors.New("not every joiner got joined")
 				return
 			}
@@ -603,7 +603,7 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("publisher: %v", err)
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(180 * time.Second):
 		t.Fatal("publisher: timed out")
 	}
 	total := <-last
