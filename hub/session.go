@@ -16,7 +16,6 @@ import (
 
 // Close codes used by the hub (PROTOCOL.md).
 const (
-	closeNormal       = protocol.CloseNormal
 	closePolicy       = protocol.ClosePolicy
 	closeRestarting   = protocol.CloseRestarting
 	closeUnauthorized = protocol.CloseUnauthorized
