@@ -22,7 +22,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.every(ctx, stateFlushInterval, h.flushStates) })
 	wg.Go(func() {
 		h.register(ctx)
-		h.every(ctx, h.registryInterval(), func(ctx context.Context) { h.register(ctx) })
+		h.every(ctx, h.registryInterval(), h.register)
 	})
 	defer wg.Wait()
 	select {
