@@ -27,6 +27,9 @@ const (
 // idle connection. Larger frames are read in several steps.
 const readBufferBytes = 512
 
+// writeBufferPool is never drawn from: the hub writes frames itself (see
+// wire.go), and a pool keeps websocket.Conn from allocating a write buffer
+// per connection.
 var writeBufferPool = &sync.Pool{}
 
 // ServeHTTP upgrades a request to a WebSocket and runs the session on it
@@ -155,6 +158,7 @@ func (h *Hub) handshake(conn *websocket.Conn, remote string) (*Session, *protoco
 	s := &Session{
 		hub:     h,
 		conn:    conn,
+		raw:     rawConn(conn.NetConn()),
 		id:      newID("s_"),
 		user:    claims.User,
 		batch:   f.Batch,

@@ -159,6 +159,7 @@ type Hub struct {
 	rooms    map[string]*room
 
 	control  *control
+	flusher  *flusher
 	draining atomic.Bool
 	// saveMu serializes session state saves.
 	saveMu sync.Mutex
@@ -187,6 +188,7 @@ func New(cfg Config) (*Hub, error) {
 		stopped:  make(chan struct{}),
 	}
 	h.control = &control{h: h}
+	h.flusher = newFlusher()
 	return h, nil
 }
 

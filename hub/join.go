@@ -158,10 +158,10 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 		}
 		mem.next = m.Offset + 1
 		if m.Origin == s.id && !s.echo {
-			s.enqueueSkipped(m)
+			s.enqueue(outFrame{msg: m}) // a marker: see Hub.Deliver
 			continue
 		}
-		s.enqueueMessage(encodeMessage(m), m)
+		s.enqueue(outFrame{data: encodeMessage(m), msg: m})
 		delivered++
 	}
 	mem.recovering, mem.pending, mem.pendingReset = false, nil, nil

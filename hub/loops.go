@@ -66,14 +66,19 @@ func (h *Hub) every(ctx context.Context, d time.Duration, f func(context.Context
 // heartbeat pings every session and closes those silent for two intervals.
 func (h *Hub) heartbeat(context.Context) {
 	deadline := time.Now().Add(-2 * h.cfg.Heartbeat).UnixNano()
-	for _, s := range h.snapshot() {
+	sessions := h.snapshot()
+	start := sessions[:0]
+	for _, s := range sessions {
 		if s.lastSeenNS.Load() < deadline {
 			h.log.Info("heartbeat timeout", "session", s.id, "user", s.user)
 			s.close(closeGoingAway, "heartbeat timeout", false)
 			continue
 		}
-		s.ping()
+		if s.ping() {
+			start = append(start, s)
+		}
 	}
+	h.flusher.schedule(start...)
 }
 
 // register refreshes this instance in the broker's registry, which also

@@ -75,10 +75,11 @@ func (m *Metrics) frameIn(n int) {
 	}
 }
 
-func (m *Metrics) frameOut(n int) {
-	if m != nil {
-		m.framesOut.Inc()
-		m.bytesOut.Add(float64(n))
+// wroteFrames counts frames WebSocket frames of bytes payload bytes written.
+func (m *Metrics) wroteFrames(frames, bytes int) {
+	if m != nil && frames > 0 {
+		m.framesOut.Add(float64(frames))
+		m.bytesOut.Add(float64(bytes))
 	}
 }
 

@@ -126,6 +126,18 @@ func (h *Hub) Deliver(m *broker.Message) {
 	}
 	var frame []byte
 	delivered := 0
+	// Sessions that nothing was writing go to the flusher in chunks, so
+	// that writing starts while the loop goes on.
+	var start [flushChunk]*Session
+	n := 0
+	wake := func(s *Session) {
+		start[n] = s
+		n++
+		if n == len(start) {
+			h.flusher.schedule(start[:n]...)
+			n = 0
+		}
+	}
 	r.mu.Lock()
 	for s, mem := range r.members {
 		if mem.recovering {
@@ -144,16 +156,23 @@ func (h *Hub) Deliver(m *broker.Message) {
 		}
 		mem.next = m.Offset + 1
 		if m.Origin == s.id && !s.echo {
-			s.enqueueSkipped(m) // the publisher gets an ack instead
+			// The publisher gets an ack instead; the marker moves its
+			// saved position past its own message.
+			if s.push(outFrame{msg: m}) {
+				wake(s)
+			}
 			continue
 		}
 		if frame == nil {
 			frame = encodeMessage(m)
 		}
-		s.enqueueMessage(frame, m)
+		if s.push(outFrame{data: frame, msg: m}) {
+			wake(s)
+		}
 		delivered++
 	}
 	r.mu.Unlock()
+	h.flusher.schedule(start[:n]...)
 	h.metrics.delivered(delivered)
 }
 

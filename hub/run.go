@@ -17,6 +17,9 @@ func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
 	h.addSession(s)
 	h.metrics.sessionOpened()
 	s.conn.SetPongHandler(func(string) error { s.touch(); return nil })
+	// Only the session's writers write to the socket (see wire.go).
+	s.conn.SetPingHandler(s.pingReceived)
+	s.conn.SetCloseHandler(s.closeReceived)
 	s.armExpiry(s.claims.Expires)
 	if err := h.welcome(s, hello); err != nil {
 		h.log.Warn("hello failed", "session", s.id, "user", s.user, "err", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -36,6 +37,8 @@ const closeGrace = 2 * time.Second
 type Session struct {
 	hub  *Hub
 	conn *websocket.Conn
+	// raw is the socket for non-blocking writes; nil if it is not TCP.
+	raw  syscall.RawConn
 	id   string
 	user string
 	// batch and echo are fixed by hello.
@@ -60,9 +63,14 @@ type Session struct {
 	// queue holds encoded frames for the writer; queued counts their bytes.
 	queue   []outFrame
 	spare   []outFrame
-	queued  int
+	queued int
+	// writing is set while a flusher worker or the session's own writer
+	// goroutine owns the socket's write side (nothing else writes to it).
 	writing bool
 	pingDue bool
+	// pong is the payload of a pong owed to the client, if pongDue.
+	pong    []byte
+	pongDue bool
 	// closing is set once; closeCode/closeReason are sent by the writer,
 	// after the queue when flush is set.
 	closing    bool
@@ -96,10 +104,18 @@ func (s *Session) User() string { return s.user }
 // enqueue hands a frame to the writer. It never blocks: a queue over its
 // bound closes the session with 4008 instead.
 func (s *Session) enqueue(f outFrame) {
+	if s.push(f) {
+		s.hub.flusher.schedule(s)
+	}
+}
+
+// push queues f and reports whether the caller must hand the session to
+// the flusher (nothing was writing it).
+func (s *Session) push(f outFrame) bool {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	size := len(f.data)
 	switch {
@@ -116,30 +132,19 @@ func (s *Session) enqueue(f outFrame) {
 		s.mu.Unlock()
 		s.hub.metrics.overflow()
 		s.hub.log.Warn("slow consumer closed", "session", s.id, "user", s.user, "code", closeSlowConsumer)
-		return
+		return false
 	}
 	s.queue = append(s.queue, f)
 	s.queued += size
-	s.kickLocked()
+	start := !s.writing
+	s.writing = true
 	s.mu.Unlock()
+	return start
 }
 
 // markerBytes is what a skipped-message marker counts against the queue
 // bound, so that markers cannot pile up without limit either.
 const markerBytes = 32
-
-// enqueueSkipped queues a marker for a message the session is not sent (its
-// own publish): when the writer reaches it, the session's saved position
-// moves past it, so hello.session does not replay the session's own
-// messages.
-func (s *Session) enqueueSkipped(m *broker.Message) {
-	s.enqueue(outFrame{msg: m})
-}
-
-// enqueueMessage queues a room message frame shared with other sessions.
-func (s *Session) enqueueMessage(frame []byte, m *broker.Message) {
-	s.enqueue(outFrame{data: frame, msg: m})
-}
 
 // enqueueReset queues a reset frame and records the new position.
 func (s *Session) enqueueReset(room string, pos broker.Position) {
@@ -163,22 +168,63 @@ func (s *Session) sendError(id json.RawMessage, e *protocol.Error) {
 	s.send(&protocol.ErrorFrame{Type: protocol.TypeError, ID: id, Code: e.Code, Message: e.Message})
 }
 
-// kickLocked starts the writer if it is not running. s.mu must be held.
+// kickLocked starts the session's own writer if nothing is writing: closing
+// is its job, as it may wait. s.mu must be held.
 func (s *Session) kickLocked() {
 	if !s.writing {
 		s.writing = true
-		go s.writeLoop()
+		go s.writeLoop(nil)
 	}
 }
 
-// ping asks the writer to send a heartbeat ping.
-func (s *Session) ping() {
+// ping asks for a heartbeat ping and reports whether the caller must hand
+// the session to the flusher.
+func (s *Session) ping() bool {
 	s.mu.Lock()
-	if !s.closing {
-		s.pingDue = true
-		s.kickLocked()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
 	}
+	s.pingDue = true
+	start := !s.writing
+	s.writing = true
+	return start
+}
+
+// pingReceived answers a client's ping with a pong through the writers, so
+// that nothing else writes to the socket. It runs on the reader goroutine.
+func (s *Session) pingReceived(data string) error {
+	s.touch()
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.pong, s.pongDue = []byte(data), true
+	start := !s.writing
+	s.writing = true
 	s.mu.Unlock()
+	if start {
+		s.hub.flusher.schedule(s)
+	}
+	return nil
+}
+
+// closeReceived answers the client's close frame with one of its own,
+// unless a close was sent already or a writer owns the socket (then the
+// connection just ends). It runs on the reader goroutine, which ends the
+// session next.
+func (s *Session) closeReceived(code int, _ string) error {
+	s.mu.Lock()
+	if s.writing || s.closeSent {
+		s.mu.Unlock()
+		return nil
+	}
+	s.writing, s.closing, s.closeSent = true, true, true
+	s.queue, s.queued = nil, 0
+	s.mu.Unlock()
+	_ = s.writeBlocking(appendFrame(nil, opClose, websocket.FormatCloseMessage(code, "")), time.Second)
+	return nil
 }
 
 // drain ends the session for a drain: after the queued frames, its state
@@ -213,20 +259,105 @@ func (s *Session) startClosingLocked(code int, reason string, flush bool) {
 	s.kickLocked()
 }
 
-// writeLoop writes queued frames until the queue is empty, then exits.
-func (s *Session) writeLoop() {
+// pending is what a write left unwritten: the rest of its bytes and the
+// frames they carry.
+type pending struct {
+	rest   []byte
+	frames []outFrame
+	wire   wireBatch // counts only
+}
+
+// takeLocked takes everything there is to write. s.mu must be held.
+func (s *Session) takeLocked() (frames []outFrame, ping bool, pong []byte, pongDue bool) {
+	frames = s.queue
+	s.queue, s.spare = s.spare[:0], nil
+	s.queued = 0
+	ping, s.pingDue = s.pingDue, false
+	pong, pongDue = s.pong, s.pongDue
+	s.pong, s.pongDue = nil, false
+	return frames, ping, pong, pongDue
+}
+
+// appendWire appends what takeLocked took as WebSocket frames.
+func (s *Session) appendWire(w *wireBatch, frames []outFrame, ping bool, pong []byte, pongDue bool) {
+	if pongDue {
+		w.appendControl(opPong, pong)
+	}
+	if ping {
+		w.appendControl(opPing, nil)
+	}
+	w.appendData(frames, s.batch)
+}
+
+// flush writes what is queued with one non-blocking write, on a flusher
+// worker. It reports whether more was queued meanwhile, so the session
+// needs flushing again. What the socket does not take, and closing, are
+// left to the session's own writer goroutine.
+func (s *Session) flush(w *wireBatch) (again bool) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		go s.writeLoop(nil)
+		return false
+	}
+	frames, ping, pong, pongDue := s.takeLocked()
+	if len(frames) == 0 && !ping && !pongDue {
+		s.writing = false
+		s.mu.Unlock()
+		return false
+	}
+	s.mu.Unlock()
+
+	w.reset()
+	s.appendWire(w, frames, ping, pong, pongDue)
+	n, err := 0, error(nil)
+	if len(w.buf) > 0 {
+		n, err = tryWrite(s.raw, w.buf)
+	}
+	if err != nil {
+		s.abort()
+		return false
+	}
+	if n < len(w.buf) {
+		go s.writeLoop(&pending{
+			rest:   append([]byte(nil), w.buf[n:]...),
+			frames: frames,
+			wire:   wireBatch{frames: w.frames, bytes: w.bytes},
+		})
+		return false
+	}
+	s.wrote(frames, w)
+
+	s.mu.Lock()
+	again = len(s.queue) > 0 || s.pingDue || s.pongDue || s.closing
+	if !again {
+		s.writing = false
+	}
+	s.mu.Unlock()
+	return again
+}
+
+// writeLoop is the session's own writer, for writes that may wait: the
+// rest of a write the socket did not take (p, if not nil), whatever is
+// queued meanwhile, and closing. It exits when the queue is empty.
+func (s *Session) writeLoop(p *pending) {
+	timeout := s.hub.cfg.WriteTimeout
+	if p != nil {
+		if err := s.writeBlocking(p.rest, timeout); err != nil {
+			s.abort()
+			return
+		}
+		s.wrote(p.frames, &p.wire)
+	}
+	w := &wireBatch{}
 	for {
 		s.mu.Lock()
-		frames := s.queue
-		s.queue, s.spare = s.spare[:0], nil
-		s.queued = 0
-		ping := s.pingDue
-		s.pingDue = false
+		frames, ping, pong, pongDue := s.takeLocked()
 		sendClose := len(frames) == 0 && s.closing && !s.closeSent
 		if sendClose {
 			s.closeSent = true
 		}
-		if len(frames) == 0 && !ping && !sendClose {
+		if len(frames) == 0 && !ping && !pongDue && !sendClose {
 			s.writing = false
 			s.mu.Unlock()
 			return
@@ -234,44 +365,44 @@ func (s *Session) writeLoop() {
 		code, reason, farewell := s.closeCode, s.closeReason, s.farewell
 		s.mu.Unlock()
 
-		if ping {
-			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.hub.cfg.WriteTimeout)); err != nil {
+		w.reset()
+		s.appendWire(w, frames, ping, pong, pongDue)
+		if len(w.buf) > 0 {
+			if err := s.writeBlocking(w.buf, timeout); err != nil {
 				s.abort()
 				return
 			}
 		}
-		if len(frames) > 0 {
-			if err := s.writeFrames(frames); err != nil {
-				s.abort()
-				return
-			}
-			s.recordSent(frames)
-			clear(frames)
-			s.mu.Lock()
-			if s.spare == nil {
-				s.spare = frames[:0]
-			}
-			s.mu.Unlock()
-		}
+		s.wrote(frames, w)
 		if sendClose {
-			if farewell != nil {
-				s.hub.saveStates(s)
-				if err := s.writeFrames([]outFrame{{data: farewell}}); err != nil {
-					s.abort()
-					return
-				}
-			}
-			msg := websocket.FormatCloseMessage(code, reason)
-			_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			s.hub.metrics.closed(code)
-			// The reader ends when the client answers; don't wait forever.
-			time.AfterFunc(closeGrace, func() { _ = s.conn.Close() })
-			s.mu.Lock()
-			s.writing = false
-			s.mu.Unlock()
+			s.writeClose(w, code, reason, farewell)
 			return
 		}
 	}
+}
+
+// writeClose ends the session's writing: the saved state and farewell
+// first if set, then the close frame.
+func (s *Session) writeClose(w *wireBatch, code int, reason string, farewell []byte) {
+	if farewell != nil {
+		s.hub.saveStates(s)
+		w.reset()
+		w.appendData([]outFrame{{data: farewell}}, false)
+		if err := s.writeBlocking(w.buf, s.hub.cfg.WriteTimeout); err != nil {
+			s.abort()
+			return
+		}
+		s.hub.metrics.wroteFrames(w.frames, w.bytes)
+	}
+	w.reset()
+	w.appendControl(opClose, websocket.FormatCloseMessage(code, reason))
+	_ = s.writeBlocking(w.buf, time.Second)
+	s.hub.metrics.closed(code)
+	// The reader ends when the client answers; don't wait forever.
+	time.AfterFunc(closeGrace, func() { _ = s.conn.Close() })
+	s.mu.Lock()
+	s.writing = false
+	s.mu.Unlock()
 }
 
 // abort drops the connection after a failed write; the reader then ends
@@ -285,84 +416,39 @@ func (s *Session) abort() {
 	s.mu.Unlock()
 }
 
-// writeFrames writes frames, joined into as few WebSocket frames as batch
-// mode allows.
-func (s *Session) writeFrames(frames []outFrame) error {
-	if err := s.conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout)); err != nil {
-		return err
-	}
-	if !s.batch {
-		for _, f := range frames {
-			if len(f.data) == 0 {
-				continue // a marker
-			}
-			if err := s.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
-				return err
-			}
-			s.hub.metrics.frameOut(len(f.data))
-		}
-		return nil
-	}
-	for len(frames) > 0 {
-		// Skip markers so that a batch never starts or ends with one.
-		for len(frames) > 0 && len(frames[0].data) == 0 {
-			frames = frames[1:]
-		}
-		if len(frames) == 0 {
-			return nil
-		}
-		w, err := s.conn.NextWriter(websocket.TextMessage)
-		if err != nil {
-			return err
-		}
-		n := 0
-		i := 0
-		for ; i < len(frames); i++ {
-			data := frames[i].data
-			if len(data) == 0 {
-				continue
-			}
-			if n > 0 && n+len(data)+1 > maxBatchBytes {
-				break
-			}
-			if n > 0 {
-				if _, err := w.Write(newline); err != nil {
-					return err
-				}
-				n++
-			}
-			if _, err := w.Write(data); err != nil {
-				return err
-			}
-			n += len(data)
-		}
-		if err := w.Close(); err != nil {
-			return err
-		}
-		s.hub.metrics.frameOut(n)
-		frames = frames[i:]
-	}
-	return nil
+// wrote counts a completed write and records what it sent.
+func (s *Session) wrote(frames []outFrame, w *wireBatch) {
+	s.hub.metrics.wroteFrames(w.frames, w.bytes)
+	s.recordSent(frames)
 }
-
-var newline = []byte{'\n'}
 
 // recordSent notes the position of the last message written per room.
 func (s *Session) recordSent(frames []outFrame) {
 	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, f := range frames {
-		if m := f.msg; m != nil {
-			if len(f.data) > 0 {
-				s.hub.metrics.written(m.Time, now)
-			}
-			if _, joined := s.rooms[m.Room]; joined {
-				s.sent[m.Room] = m.Position()
-				s.dirty = true
-			}
+		if f.msg != nil && len(f.data) > 0 {
+			s.hub.metrics.written(f.msg.Time, now)
 		}
 	}
+	s.mu.Lock()
+	for i, f := range frames {
+		m := f.msg
+		if m == nil {
+			continue
+		}
+		if i+1 < len(frames) && frames[i+1].msg != nil && frames[i+1].msg.Room == m.Room {
+			continue // only a room's last message in this write counts
+		}
+		// A room left meanwhile may get an entry again here; state()
+		// keeps only the rooms the session is in.
+		s.sent[m.Room] = m.Position()
+		s.dirty = true
+	}
+	clear(frames)
+	if s.spare == nil {
+		s.spare = frames[:0]
+	}
+	s.mu.Unlock()
 }
 
 // state returns the session's resumable state.

@@ -1,0 +1,85 @@
+package hub
+
+import (
+	"runtime"
+	"sync"
+)
+
+// flusher writes the queued frames of sessions from a few shared
+// goroutines. A message to a room of a thousand idle sessions then costs a
+// thousand non-blocking writes from GOMAXPROCS goroutines whose stacks are
+// already grown, rather than a thousand goroutines started, grown and
+// scheduled. A socket that does not take a whole write gets a goroutine of
+// its own (Session.writeLoop) for the rest, so one slow client never holds
+// up the others. Workers exist only while there is work: an idle hub has
+// none.
+type flusher struct {
+	mu sync.Mutex
+	// ready[head:] are the sessions waiting for a worker.
+	ready   []*Session
+	head    int
+	workers int
+	max     int
+	// wire recycles write buffers between workers.
+	wire sync.Pool
+}
+
+// flushChunk is how many sessions a worker takes from the queue at a time.
+const flushChunk = 32
+
+func newFlusher() *flusher {
+	return &flusher{max: runtime.GOMAXPROCS(0)}
+}
+
+// schedule queues sessions whose writing flag the caller has just set, and
+// starts workers for them.
+func (f *flusher) schedule(sessions ...*Session) {
+	if len(sessions) == 0 {
+		return
+	}
+	f.mu.Lock()
+	f.ready = append(f.ready, sessions...)
+	start := min(f.max-f.workers, (len(f.ready)-f.head+flushChunk-1)/flushChunk)
+	f.workers += start
+	f.mu.Unlock()
+	for range start {
+		go f.work()
+	}
+}
+
+// work flushes queued sessions until there are none left.
+func (f *flusher) work() {
+	w, _ := f.wire.Get().(*wireBatch)
+	if w == nil {
+		w = &wireBatch{buf: make([]byte, 0, 4096)}
+	}
+	var batch [flushChunk]*Session
+	for {
+		f.mu.Lock()
+		n := min(len(f.ready)-f.head, flushChunk)
+		if n == 0 {
+			f.workers--
+			f.mu.Unlock()
+			break
+		}
+		// Take from the front so that sessions are written in the order
+		// they became ready.
+		copy(batch[:], f.ready[f.head:f.head+n])
+		clear(f.ready[f.head : f.head+n])
+		f.head += n
+		if f.head == len(f.ready) {
+			f.ready, f.head = f.ready[:0], 0
+		}
+		f.mu.Unlock()
+		for i, s := range batch[:n] {
+			if s.flush(w) {
+				f.schedule(s)
+			}
+			batch[i] = nil
+		}
+	}
+	if cap(w.buf) <= maxPooledWire {
+		w.reset()
+		f.wire.Put(w)
+	}
+}
