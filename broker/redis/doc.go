@@ -12,11 +12,11 @@
 //	sb:{r}:log           stream of the last messages; entry id <offset>-0, one field "m": the envelope
 //	sb:{r}:idem:<key>    the first position published with idempotency key <key>, with TTL
 //	sb:{r}:ch            pub/sub channel carrying the envelopes
-//	sb:{r}:presence      hash: session → user NUL instance
-//	sb:{r}:presence:exp  sorted set: session → expiry (Redis clock, ms)
+//	sb:{r}:members       hash: session → user NUL instance NUL incarnation (presence)
 //
 // and, per deployment or instance: sb:instances (hash: id → JSON info),
 // sb:instances:hb (sorted set: id → last heartbeat, Redis clock, ms),
+// sb:instances:live (sorted set: incarnation → last heartbeat),
 // sb:session:{id} (JSON session state with a TTL) and sb:probe:<instance>
 // (the instance's liveness probe channel). meta and log expire HistoryTTL
 // after the last publish; Position and History do not extend them.
@@ -95,14 +95,33 @@
 //
 // # Presence and instances
 //
-// Presence entries and the instance registry expire by Redis's clock, so
-// instances' clocks need not agree. Heartbeat rewrites the instance's
-// registry entry and every presence entry this Broker added (pipelined),
-// which also restores them after Redis lost its data. Reads drop what has
-// expired.
+// The instance registry expires by Redis's clock, so instances' clocks
+// need not agree. A presence entry names the incarnation of the Broker that
+// added it (InstanceID/random token) and lives while that incarnation is
+// in sb:instances:live within PresenceTTL: Heartbeat (and AddPresence)
+// bump it, so one heartbeat keeps all of a Broker's entries alive, however
+// many rooms they are in. The presence script reads a room and looks each
+// incarnation up once; it leaves out, and deletes, the entries of the dead
+// ones. An instance restarted under the same id is a new incarnation, so
+// its predecessor's entries stay dead. Room keys have a long TTL (an hour
+// by default) that their Brokers renew a few rooms per Heartbeat, so keys
+// do not outlive the instances that wrote them (see presenceKeyTTL).
+//
+// The Broker keeps the entries it added. It writes them all again
+// (pipelined, batched) when its incarnation is found not live on Heartbeat
+// or AddPresence (readers may have removed them, or Redis lost its data),
+// and when the server's generation changes (a restart or failover may have
+// lost writes). Each batch of rooms it writes excludes AddPresence and
+// RemovePresence while it is written, from the Broker's current entries,
+// so a rewrite never resurrects a removed entry.
+//
+// The presence scripts touch sb:instances:live besides the room's key, so
+// under Redis Cluster they would need the live incarnations passed in
+// instead; this broker supports one Redis (or Sentinel) for now.
 //
 // # Locks
 //
+// restoreMu comes before rewriteMu, which comes before presenceMu;
 // presenceMu and the queue's lock are leaves. The subscription table and
 // the rooms' positions have one owner goroutine each and no lock.
 package redis

@@ -20,8 +20,7 @@ func (b *Broker) roomKey(room, suffix string) string {
 func (b *Broker) metaKey(room string) string     { return b.roomKey(room, "meta") }
 func (b *Broker) logKey(room string) string      { return b.roomKey(room, "log") }
 func (b *Broker) channel(room string) string     { return b.roomKey(room, "ch") }
-func (b *Broker) presenceKey(room string) string { return b.roomKey(room, "presence") }
-func (b *Broker) expiryKey(room string) string   { return b.roomKey(room, "presence:exp") }
+func (b *Broker) presenceKey(room string) string { return b.roomKey(room, "members") }
 func (b *Broker) idemKey(room, key string) string {
 	return b.roomKey(room, "idem:"+key)
 }

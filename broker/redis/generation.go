@@ -77,6 +77,9 @@ func (b *Broker) observeGeneration(id string) (changed bool) {
 			case b.genChanged <- struct{}{}:
 			default:
 			}
+			// The server may have lost presence entries (a restart without
+			// persistence, a failover that lost writes).
+			b.requestRestore()
 			return true
 		}
 	}

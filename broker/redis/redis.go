@@ -48,8 +48,8 @@ type Config struct {
 	HistoryTTL time.Duration
 	// IdempotencyTTL is how long a publish key is remembered. Default: 5m.
 	IdempotencyTTL time.Duration
-	// PresenceTTL is how long presence entries and the instance's registry
-	// entry live without a Heartbeat. Default: 30s.
+	// PresenceTTL is how long the instance's registry entry and its
+	// presence entries live without a Heartbeat. Default: 30s.
 	PresenceTTL time.Duration
 	// ProbeInterval is how often a canary is published to this instance's
 	// own probe channel. When no canary has come back through the pub/sub
@@ -61,6 +61,10 @@ type Config struct {
 	Timeout time.Duration
 	// Logger receives lifecycle and trouble reports. Default: silent.
 	Logger *slog.Logger
+
+	// presenceKeyTTL overrides the TTL of room presence keys, for tests.
+	// Default: see presenceKeyTTL.
+	presenceKeyTTL time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -134,17 +138,24 @@ type Broker struct {
 
 	// Names of the instance-wide keys and channels, and the millisecond
 	// forms of the TTLs that scripts take.
-	probeChannel   string
-	instancesKey   string
-	heartbeatsKey  string
-	historyTTLms   string
-	idempotencyMs  string
-	presenceTTLms  string
-	historySizeArg string
+	probeChannel     string
+	instancesKey     string
+	heartbeatsKey    string
+	liveKey          string
+	historyTTLms     string
+	idempotencyMs    string
+	presenceTTLms    string
+	presenceKeyTTLms string
+	historySizeArg   string
 
 	// token tells this Broker's probe markers from those of another broker
 	// that was given the same InstanceID.
 	token string
+	// incarnation names this Broker in the liveness set, which its
+	// presence entries hang on: InstanceID/token, so that an instance
+	// restarted under the same id does not revive its predecessor's
+	// entries, and two processes given one id do not share liveness.
+	incarnation string
 
 	gen        atomic.Pointer[generation]
 	genChanged chan struct{} // cap 1: the generation changed; resynchronise
@@ -164,8 +175,26 @@ type Broker struct {
 	markerSeen atomic.Int64 // unix nanoseconds when a probe marker last came back
 	markerSeq  atomic.Uint64
 
-	presenceMu sync.Mutex                          // a leaf lock
-	mine       map[string]map[string]presenceEntry // room → session → entry
+	// Presence this Broker added, so that it can renew and restore it.
+	// restoreMu lets one restore run at a time. rewriteMu is held shared
+	// by AddPresence and RemovePresence around their change of mine and
+	// its write to Redis, and exclusively while a batch of rooms is written
+	// again from mine. Lock order: restoreMu, rewriteMu, presenceMu (a
+	// leaf).
+	restoreMu     sync.Mutex
+	rewriteMu     sync.RWMutex
+	restoreWanted atomic.Uint64 // restores requested
+	restoreDone   atomic.Uint64 // requests answered by a completed restore
+	restoreReq    chan struct{} // cap 1: wakes the restorer
+
+	presenceMu     sync.Mutex
+	mine           map[string]*roomPresence // room → this Broker's entries
+	renewOrder     []string                 // the rooms of mine, in renewal order
+	renewCursor    int                      // renewOrder[renewCursor:] are due this round
+	renewCredit    float64                  // rooms owed a renewal
+	renewedAt      time.Time
+	renewEvery     time.Duration // each room's key TTL is renewed this often
+	presenceKeyTTL time.Duration
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -189,6 +218,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		probeChannel:   cfg.Prefix + ":probe:" + cfg.InstanceID,
 		instancesKey:   cfg.Prefix + ":instances",
 		heartbeatsKey:  cfg.Prefix + ":instances:hb",
+		liveKey:        cfg.Prefix + ":instances:live",
 		historyTTLms:   millis(cfg.HistoryTTL),
 		idempotencyMs:  millis(cfg.IdempotencyTTL),
 		presenceTTLms:  millis(cfg.PresenceTTL),
@@ -198,8 +228,15 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		genCheck:       make(chan struct{}, 1),
 		requests:       make(chan *request),
 		drains:         make(chan chan struct{}),
-		mine:           make(map[string]map[string]presenceEntry),
+		restoreReq:     make(chan struct{}, 1),
+		mine:           make(map[string]*roomPresence),
+		renewedAt:      time.Now(),
+		presenceKeyTTL: presenceKeyTTL(cfg),
 	}
+	// The presence script splits a stored value at its last NUL.
+	b.incarnation = strings.ReplaceAll(cfg.InstanceID, "\x00", "") + "/" + b.token
+	b.presenceKeyTTLms = millis(b.presenceKeyTTL)
+	b.renewEvery = max(b.presenceKeyTTL/presenceRenewalsPerTTL, time.Millisecond)
 	b.queue.wake = make(chan struct{}, 1)
 	b.gen.Store(&generation{})
 
@@ -241,6 +278,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	b.wg.Go(func() { d.run(runCtx) })
 	c := newController(b, started)
 	b.wg.Go(func() { c.run(runCtx) })
+	b.wg.Go(func() { b.restorer(runCtx) })
 
 	select {
 	case <-started:

@@ -117,48 +117,88 @@ local function prune(hash, zset, limit)
 end
 `
 
-// presenceAddScript records (or refreshes) presence entries expiring TTL
-// from now; both keys live as long as their longest-lived entry.
+// presenceLive is a Lua prelude: a function that tells whether a Broker
+// incarnation (see Broker.incarnation) heartbeated within ttl ms, by
+// Redis's clock, according to the liveness sorted set.
+const presenceLive = `
+local function alive(live, inc, ttl)
+  local s = redis.call('ZSCORE', live, inc)
+  return s ~= false and tonumber(s) > now - tonumber(ttl)
+end
+`
+
+// presenceAddScript records (or rewrites) presence entries of one room and
+// marks the incarnation that holds them live: an incarnation that adds
+// entries is alive. It gives the room's key a fresh key TTL. It answers 1
+// if the incarnation was live before, 0 if it had lapsed (or was never
+// seen): readers may then have removed its entries, so the Broker writes
+// them all again.
 //
-// KEYS: presence hash, expiry sorted set
-// ARGV: TTL ms, then pairs of session, "user\0instance"
-var presenceAddScript = rueidis.NewLuaScript(nowMillis + `
-local exp = now + tonumber(ARGV[1])
-local fields, scores = {}, {}
-for i = 2, #ARGV, 2 do
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
-  scores[#scores + 1] = exp
-  scores[#scores + 1] = ARGV[i]
+// KEYS: room presence hash, liveness sorted set
+// ARGV: key TTL ms, presence TTL ms, incarnation, then pairs of session,
+// "user\0instance\0incarnation"
+var presenceAddScript = rueidis.NewLuaScript(nowMillis + presenceLive + `
+local was = alive(KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[2], now, ARGV[3])
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
-if #fields > 0 then
-  redis.call('HSET', KEYS[1], unpack(fields))
-  redis.call('ZADD', KEYS[2], unpack(scores))
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return 1
+if was then return 1 end
+return 0
 `)
 
-// presenceScript drops the expired entries of a room and answers the rest
-// as HGETALL does.
+// presenceScript answers a room's entries whose incarnation is live, as
+// HGETALL does but with values "user\0instance", and removes the others
+// from the room: their instance stopped heartbeating. It looks each
+// incarnation up once.
 //
-// KEYS: presence hash, expiry sorted set
-var presenceScript = rueidis.NewLuaScript(nowMillis + pruneExpired + `
-prune(KEYS[1], KEYS[2], now)
-return redis.call('HGETALL', KEYS[1])
+// KEYS: room presence hash, liveness sorted set
+// ARGV: presence TTL ms
+var presenceScript = rueidis.NewLuaScript(nowMillis + presenceLive + `
+local kv = redis.call('HGETALL', KEYS[1])
+local live, out, gone = {}, {}, {}
+for i = 1, #kv, 2 do
+  local head, inc = string.match(kv[i + 1], '^(.*)%z(.*)$')
+  local ok = false
+  if inc then
+    ok = live[inc]
+    if ok == nil then
+      ok = alive(KEYS[2], inc, ARGV[1])
+      live[inc] = ok
+    end
+  end
+  if ok then
+    out[#out + 1] = kv[i]
+    out[#out + 1] = head
+  else
+    gone[#gone + 1] = kv[i]
+  end
+end
+for i = 1, #gone, 500 do
+  redis.call('HDEL', KEYS[1], unpack(gone, i, math.min(i + 499, #gone)))
+end
+return out
 `)
 
-// heartbeatScript records an instance's info and heartbeat time and drops
-// the instances not heard from within the TTL.
+// heartbeatScript records an instance's info and heartbeat time, marks
+// the heartbeating incarnation live, and drops the instances and
+// incarnations not heard from within the TTL. Its cost does not depend on
+// the presence the incarnation holds. It answers as presenceAddScript does:
+// 1 if the incarnation was live before, else 0.
 //
-// KEYS: instances hash, heartbeats sorted set
-// ARGV: instance id, info JSON, TTL ms
-var heartbeatScript = rueidis.NewLuaScript(nowMillis + pruneExpired + `
+// KEYS: instances hash, heartbeats sorted set, liveness sorted set
+// ARGV: instance id, info JSON, TTL ms, incarnation
+var heartbeatScript = rueidis.NewLuaScript(nowMillis + pruneExpired + presenceLive + `
+local was = alive(KEYS[3], ARGV[4], ARGV[3])
+local limit = now - tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-prune(KEYS[1], KEYS[2], now - tonumber(ARGV[3]))
-return 1
+redis.call('ZADD', KEYS[3], now, ARGV[4])
+prune(KEYS[1], KEYS[2], limit)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', limit)
+if was then return 1 end
+return 0
 `)
 
 // instancesScript drops the instances not heard from within the TTL and

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,18 +17,48 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 )
 
-// presenceEntry is a presence entry this Broker added, so that Heartbeat
-// can refresh it.
-type presenceEntry struct {
-	value string // "user\x00instance"
+// roomPresence holds the presence entries this Broker added to one room.
+type roomPresence struct {
+	sessions map[string]string // session → stored value, "user\0instance\0incarnation"
+	slot     int               // index in Broker.renewOrder
 }
 
-// presenceBatch bounds the sessions refreshed by one script run.
+// presenceBatch bounds the sessions written by one script run.
 const presenceBatch = 500
 
+// How long room presence keys live, and why. An entry's liveness hangs on
+// its incarnation's heartbeat (one ZADD per Heartbeat, whatever the number
+// of rooms), so the key TTL has one job: keys must not outlive every
+// instance that wrote them. Once all of a room's instances died, readers
+// see its entries as dead at once, and the key goes one key TTL after its
+// last renewal. The TTL is long compared with the heartbeat (an hour, or
+// ten presence TTLs if that is longer), so renewing it costs little. Each
+// Heartbeat renews (PEXPIRE, pipelined) the share of this Broker's rooms
+// that is due, going round them so that each room is renewed once per
+// quarter of the key TTL: with 10,000 rooms and a 5s heartbeat, about 56
+// PEXPIREs per heartbeat, spread evenly instead of all rooms at once every
+// few minutes. A failed renewal leaves the rest of its round to the next
+// one, half a TTL at worst, so a room whose members stay joined for days
+// is renewed long before its key could expire. Should a key be gone anyway
+// (a renewal finds none), the room's entries are written again.
+const (
+	minPresenceKeyTTL      = time.Hour
+	presenceKeyTTLPerTTL   = 10
+	presenceRenewalsPerTTL = 4
+)
+
+// presenceKeyTTL returns the TTL of room presence keys for cfg.
+func presenceKeyTTL(cfg Config) time.Duration {
+	if cfg.presenceKeyTTL > 0 {
+		return cfg.presenceKeyTTL
+	}
+	return max(minPresenceKeyTTL, presenceKeyTTLPerTTL*cfg.PresenceTTL)
+}
+
 // AddPresence records e's session in room, replacing an earlier entry for
-// the same session. The entry expires PresenceTTL from now unless this
-// Broker's Heartbeat refreshes it, which it does until RemovePresence.
+// the same session. The entry lives while this Broker heartbeats: readers
+// drop it PresenceTTL after the Broker's last Heartbeat (or AddPresence),
+// unless RemovePresence removes it first.
 func (b *Broker) AddPresence(ctx context.Context, room string, e broker.PresenceEntry) error {
 	op := "add presence to " + strconv.Quote(room)
 	if err := b.check(op, ctx); err != nil {
@@ -36,23 +67,32 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 	if e.Session == "" {
 		return fmt.Errorf("%s: empty session", op)
 	}
-	value := e.User + "\x00" + e.Instance
+	value := e.User + "\x00" + e.Instance + "\x00" + b.incarnation
+	b.rewriteMu.RLock()
+	defer b.rewriteMu.RUnlock()
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
-	err := presenceAddScript.Exec(ctx, b.client,
-		[]string{b.presenceKey(room), b.expiryKey(room)},
-		[]string{b.presenceTTLms, e.Session, value}).Error()
+	was, err := presenceAddScript.Exec(ctx, b.client,
+		[]string{b.presenceKey(room), b.liveKey},
+		[]string{b.presenceKeyTTLms, b.presenceTTLms, b.incarnation, e.Session, value}).AsInt64()
 	if err != nil {
 		return b.fail(op, ctx, err)
 	}
 	b.presenceMu.Lock()
-	sessions := b.mine[room]
-	if sessions == nil {
-		sessions = make(map[string]presenceEntry)
-		b.mine[room] = sessions
+	rp := b.mine[room]
+	if rp == nil {
+		rp = &roomPresence{sessions: make(map[string]string), slot: len(b.renewOrder)}
+		b.mine[room] = rp
+		b.renewOrder = append(b.renewOrder, room)
 	}
-	sessions[e.Session] = presenceEntry{value: value}
+	rp.sessions[e.Session] = value
+	others := len(b.mine) > 1 || len(rp.sessions) > 1
 	b.presenceMu.Unlock()
+	if was == 0 && others {
+		// Readers may have removed this Broker's other entries while it
+		// was not live.
+		b.requestRestore()
+	}
 	return nil
 }
 
@@ -63,32 +103,57 @@ func (b *Broker) RemovePresence(ctx context.Context, room, session string) error
 	if err := b.check(op, ctx); err != nil {
 		return err
 	}
+	b.rewriteMu.RLock()
+	defer b.rewriteMu.RUnlock()
 	b.presenceMu.Lock()
-	if sessions := b.mine[room]; sessions != nil {
-		delete(sessions, session)
-		if len(sessions) == 0 {
-			delete(b.mine, room)
+	if rp := b.mine[room]; rp != nil {
+		delete(rp.sessions, session)
+		if len(rp.sessions) == 0 {
+			b.forgetRoom(room, rp)
 		}
 	}
 	b.presenceMu.Unlock()
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
-	return b.removePresence(ctx, op, room, session)
-}
-
-func (b *Broker) removePresence(ctx context.Context, op, room, session string) error {
-	for _, r := range b.client.DoMulti(ctx,
-		b.client.B().Hdel().Key(b.presenceKey(room)).Field(session).Build(),
-		b.client.B().Zrem().Key(b.expiryKey(room)).Member(session).Build()) {
-		if err := r.Error(); err != nil {
-			return b.fail(op, ctx, err)
-		}
+	if err := b.client.Do(ctx, b.client.B().Hdel().Key(b.presenceKey(room)).Field(session).Build()).Error(); err != nil {
+		return b.fail(op, ctx, err)
 	}
 	return nil
 }
 
+// forgetRoom drops room from mine and from the renewal order, keeping the
+// rooms before the renewal cursor those renewed in this round and those
+// from it those still due. The caller holds presenceMu.
+func (b *Broker) forgetRoom(room string, rp *roomPresence) {
+	delete(b.mine, room)
+	i := rp.slot
+	if i < b.renewCursor {
+		// Fill the hole with the last renewed room, so that the hole is
+		// at the cursor.
+		b.renewCursor--
+		b.swapRenewal(i, b.renewCursor)
+		i = b.renewCursor
+	}
+	last := len(b.renewOrder) - 1
+	b.swapRenewal(i, last)
+	b.renewOrder[last] = ""
+	b.renewOrder = b.renewOrder[:last]
+}
+
+func (b *Broker) swapRenewal(i, j int) {
+	o := b.renewOrder
+	o[i], o[j] = o[j], o[i]
+	if rp := b.mine[o[i]]; rp != nil {
+		rp.slot = i
+	}
+	if rp := b.mine[o[j]]; rp != nil {
+		rp.slot = j
+	}
+}
+
 // Presence lists the sessions present in room, sorted by user, then
-// session, dropping the entries that expired.
+// session. Entries of instances that stopped heartbeating are left out and
+// removed from the room.
 func (b *Broker) Presence(ctx context.Context, room string) ([]broker.PresenceEntry, error) {
 	op := "presence of " + strconv.Quote(room)
 	if err := b.check(op, ctx); err != nil {
@@ -97,7 +162,7 @@ func (b *Broker) Presence(ctx context.Context, room string) ([]broker.PresenceEn
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
 	kv, err := presenceScript.Exec(ctx, b.client,
-		[]string{b.presenceKey(room), b.expiryKey(room)}, nil).AsStrSlice()
+		[]string{b.presenceKey(room), b.liveKey}, []string{b.presenceTTLms}).AsStrSlice()
 	if err != nil {
 		return nil, b.fail(op, ctx, err)
 	}
@@ -115,60 +180,181 @@ func (b *Broker) Presence(ctx context.Context, room string) ([]broker.PresenceEn
 	return entries, nil
 }
 
-// refreshPresence writes again every presence entry this Broker added, with
-// a fresh expiry, pipelined; writing (not only extending) them restores
-// what a Redis restart lost. Entries removed while it ran are removed again
-// afterwards, so a refresh never resurrects one.
-func (b *Broker) refreshPresence(ctx context.Context) error {
-	type seen struct{ room, session string }
-	var execs []rueidis.LuaExec
-	var snapshot []seen
-	b.presenceMu.Lock()
-	for room, sessions := range b.mine {
-		args := []string{b.presenceTTLms}
-		flush := func() {
-			execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room), b.expiryKey(room)}, Args: args})
-			args = []string{b.presenceTTLms}
+// requestRestore asks for every presence entry of this Broker to be written
+// again, soon, by the restorer goroutine: Redis may have lost them.
+func (b *Broker) requestRestore() {
+	b.restoreWanted.Add(1)
+	b.wakeRestorer()
+}
+
+func (b *Broker) wakeRestorer() {
+	select {
+	case b.restoreReq <- struct{}{}:
+	default:
+	}
+}
+
+// restorer writes the presence entries again whenever requestRestore asked
+// for it, retrying with backoff until it succeeds or ctx ends.
+func (b *Broker) restorer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.restoreReq:
 		}
-		for session, e := range sessions {
-			args = append(args, session, e.value)
-			snapshot = append(snapshot, seen{room, session})
-			if len(args) > 2*presenceBatch {
-				flush()
+		var backoff time.Duration
+		for b.restoreDone.Load() < b.restoreWanted.Load() {
+			err := b.restore(ctx, b.restoreWanted.Load())
+			if err == nil {
+				break
+			}
+			b.log.Debug("restore presence", "err", err)
+			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
 			}
 		}
-		if len(args) > 1 {
-			flush()
+	}
+}
+
+// restore writes every presence entry this Broker holds again, unless a
+// restore that started after request number n already did. Writing them
+// restores what Redis lost (a restart without persistence, a failover that
+// lost writes) or what readers removed while this Broker was not live.
+// Restores run one at a time.
+func (b *Broker) restore(ctx context.Context, n uint64) error {
+	if err := b.check("restore presence", ctx); err != nil {
+		return err
+	}
+	b.restoreMu.Lock()
+	defer b.restoreMu.Unlock()
+	if b.restoreDone.Load() >= n {
+		return nil
+	}
+	// The requests made so far are answered by writes made from now on:
+	// entries added later write themselves.
+	start := b.restoreWanted.Load()
+	b.presenceMu.Lock()
+	rooms := slices.Clone(b.renewOrder)
+	b.presenceMu.Unlock()
+	if err := b.rewrite(ctx, rooms); err != nil {
+		return err
+	}
+	if len(rooms) > 0 {
+		b.log.Info("presence written again", "rooms", len(rooms))
+	}
+	b.restoreDone.Store(max(start, b.restoreDone.Load()))
+	return nil
+}
+
+// rewrite writes again, with a fresh key TTL, the entries this Broker holds
+// in rooms, in pipelined batches of rooms, each bounded by Config.Timeout.
+func (b *Broker) rewrite(ctx context.Context, rooms []string) error {
+	for chunk := range slices.Chunk(rooms, catchUpBatch) {
+		if err := b.rewriteRooms(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewriteRooms writes the entries of a batch of rooms as mine holds them
+// now. It holds rewriteMu exclusively: AddPresence and RemovePresence wait
+// meanwhile, so it never resurrects an entry removed while a restore runs,
+// nor overwrites a newer one.
+func (b *Broker) rewriteRooms(ctx context.Context, rooms []string) error {
+	b.rewriteMu.Lock()
+	defer b.rewriteMu.Unlock()
+	var execs []rueidis.LuaExec
+	head := []string{b.presenceKeyTTLms, b.presenceTTLms, b.incarnation}
+	b.presenceMu.Lock()
+	for _, room := range rooms {
+		rp := b.mine[room]
+		if rp == nil {
+			continue
+		}
+		args := slices.Clone(head)
+		for session, value := range rp.sessions {
+			args = append(args, session, value)
+			if len(args) >= len(head)+2*presenceBatch {
+				execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room), b.liveKey}, Args: args})
+				args = slices.Clone(head)
+			}
+		}
+		if len(args) > len(head) {
+			execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room), b.liveKey}, Args: args})
 		}
 	}
 	b.presenceMu.Unlock()
 	if len(execs) == 0 {
 		return nil
 	}
+	ctx, cancel := b.timeout(ctx)
+	defer cancel()
+	for _, r := range presenceAddScript.ExecMulti(ctx, b.client, execs...) {
+		if err := r.Error(); err != nil {
+			return b.fail("restore presence", ctx, err)
+		}
+	}
+	return nil
+}
 
-	var first error
-	for chunk := range slices.Chunk(execs, catchUpBatch) {
-		for _, r := range presenceAddScript.ExecMulti(ctx, b.client, chunk...) {
-			if err := r.Error(); err != nil && first == nil {
-				first = b.fail("refresh presence", ctx, err)
+// renewPresence extends the key TTL of the rooms whose turn has come (see
+// presenceKeyTTL), pipelined, and writes the entries of a room again if
+// its key is gone.
+func (b *Broker) renewPresence(ctx context.Context) error {
+	now := time.Now()
+	b.presenceMu.Lock()
+	n := len(b.renewOrder)
+	b.renewCredit += float64(n) * float64(now.Sub(b.renewedAt)) / float64(b.renewEvery)
+	b.renewCredit = min(b.renewCredit, float64(n))
+	b.renewedAt = now
+	k := int(b.renewCredit)
+	b.renewCredit -= float64(k)
+	rooms := make([]string, 0, k)
+	for range k {
+		if b.renewCursor >= len(b.renewOrder) {
+			b.renewCursor = 0 // a new round
+		}
+		rooms = append(rooms, b.renewOrder[b.renewCursor])
+		b.renewCursor++
+	}
+	b.presenceMu.Unlock()
+	if len(rooms) == 0 {
+		return nil
+	}
+
+	var gone []string
+	for chunk := range slices.Chunk(rooms, catchUpBatch) {
+		cmds := make(rueidis.Commands, len(chunk))
+		for i, room := range chunk {
+			cmds[i] = b.client.B().Pexpire().Key(b.presenceKey(room)).Milliseconds(b.presenceKeyTTL.Milliseconds()).Build()
+		}
+		cctx, cancel := b.timeout(ctx)
+		rs := b.client.DoMulti(cctx, cmds...)
+		cancel()
+		for i, r := range rs {
+			ok, err := r.AsBool()
+			if err != nil {
+				// The rest of this round's rooms wait for the next round,
+				// well within the key TTL.
+				return b.fail("renew presence", cctx, err)
+			}
+			if !ok {
+				gone = append(gone, chunk[i])
 			}
 		}
 	}
-
-	var gone []seen
-	b.presenceMu.Lock()
-	for _, s := range snapshot {
-		if _, ok := b.mine[s.room][s.session]; !ok {
-			gone = append(gone, s)
-		}
+	if len(gone) == 0 {
+		return nil
 	}
-	b.presenceMu.Unlock()
-	for _, s := range gone {
-		if err := b.removePresence(ctx, "refresh presence", s.room, s.session); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	b.log.Warn("presence keys gone before their TTL: writing them again", "rooms", len(gone))
+	return b.rewrite(ctx, gone)
 }
 
 // sessionJSON is how a session state is stored; its ID is in the key.
@@ -245,9 +431,14 @@ type instanceJSON struct {
 }
 
 // Heartbeat records info in the instance registry, replacing the
-// instance's earlier entry (a zero LastHeartbeat is set to now), and writes
-// again, with a fresh expiry, every presence entry this Broker added. The
-// instance stays in Instances for PresenceTTL.
+// instance's earlier entry (a zero LastHeartbeat is set to now), and keeps
+// every presence entry this Broker added alive: entries live while their
+// Broker heartbeats, so this costs the same few commands whatever their
+// number. When this Broker had not been live (its first heartbeat, Redis
+// lost its data, or it could not heartbeat for PresenceTTL, so readers may
+// have dropped its entries), Heartbeat first writes all its entries again.
+// It also renews the key TTL of a small share of its rooms (see
+// presenceKeyTTL). The instance stays in Instances for PresenceTTL.
 func (b *Broker) Heartbeat(ctx context.Context, info broker.InstanceInfo) error {
 	op := "heartbeat of " + strconv.Quote(info.ID)
 	if err := b.check(op, ctx); err != nil {
@@ -263,15 +454,26 @@ func (b *Broker) Heartbeat(ctx context.Context, info broker.InstanceInfo) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	ctx, cancel := b.timeout(ctx)
-	defer cancel()
-	err = heartbeatScript.Exec(ctx, b.client,
-		[]string{b.instancesKey, b.heartbeatsKey},
-		[]string{info.ID, string(data), b.presenceTTLms}).Error()
+	hctx, cancel := b.timeout(ctx)
+	was, err := heartbeatScript.Exec(hctx, b.client,
+		[]string{b.instancesKey, b.heartbeatsKey, b.liveKey},
+		[]string{info.ID, string(data), b.presenceTTLms, b.incarnation}).AsInt64()
+	cancel()
 	if err != nil {
-		return b.fail(op, ctx, err)
+		return b.fail(op, hctx, err)
 	}
-	if err := b.refreshPresence(ctx); err != nil {
+	n := b.restoreWanted.Load()
+	if was == 0 {
+		n = b.restoreWanted.Add(1)
+	}
+	if b.restoreDone.Load() < n {
+		if err := b.restore(ctx, n); err != nil {
+			// The restorer retries, without the caller's deadline.
+			b.wakeRestorer()
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if err := b.renewPresence(ctx); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
