@@ -61,8 +61,8 @@ type Session struct {
 	sent  map[string]broker.Position
 	dirty bool
 	// queue holds encoded frames for the writer; queued counts their bytes.
-	queue   []outFrame
-	spare   []outFrame
+	queue  []outFrame
+	spare  []outFrame
 	queued int
 	// writing is set while a flusher worker or the session's own writer
 	// goroutine owns the socket's write side (nothing else writes to it).
@@ -210,19 +210,31 @@ func (s *Session) pingReceived(data string) error {
 	return nil
 }
 
-// closeReceived answers the client's close frame with one of its own,
-// unless a close was sent already or a writer owns the socket (then the
-// connection just ends). It runs on the reader goroutine, which ends the
-// session next.
+// closeReceived answers the client's close frame with one of its own
+// (unless it is the answer to ours). It runs on the reader goroutine, which
+// ends the session next; nothing more is queued, and a writer that owns
+// the socket is given a moment to finish the frame it is writing.
 func (s *Session) closeReceived(code int, _ string) error {
 	s.mu.Lock()
-	if s.writing || s.closeSent {
+	if s.closeSent {
 		s.mu.Unlock()
 		return nil
 	}
-	s.writing, s.closing, s.closeSent = true, true, true
+	s.closing, s.closeSent = true, true
 	s.queue, s.queued = nil, 0
 	s.mu.Unlock()
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		if !s.writing {
+			s.writing = true
+			s.mu.Unlock()
+			break
+		}
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			return nil
+		}
+	}
 	_ = s.writeBlocking(appendFrame(nil, opClose, websocket.FormatCloseMessage(code, "")), time.Second)
 	return nil
 }
