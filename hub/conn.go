@@ -168,6 +168,7 @@ func (h *Hub) handshake(conn *websocket.Conn, remote string) (*Session, *protoco
 		rooms:   make(map[string]*room),
 		sent:    make(map[string]broker.Position),
 	}
+	s.flushSlice = s.id[len(s.id)-1] % stateFlushSlices
 	s.touch()
 	return s, f
 }

@@ -163,6 +163,8 @@ type Hub struct {
 	draining atomic.Bool
 	// saveMu serializes session state saves.
 	saveMu sync.Mutex
+	// flushTick counts flushStates calls: which slice is next.
+	flushTick atomic.Uint32
 	// conns counts upgraded connections whose handler has not returned.
 	conns atomic.Int64
 	// stopped is closed by Drain when every session has ended or the drain

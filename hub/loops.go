@@ -12,6 +12,11 @@ import (
 // hello.session: the most a crashed instance's sessions can be behind.
 const stateFlushInterval = time.Second
 
+// stateFlushSlices is how many slices the sessions are saved in: each
+// tick saves one slice's changed states, so that the broker gets a steady
+// trickle of saves rather than a burst (thousands of writes) every second.
+const stateFlushSlices = 10
+
 // Run runs the hub's background work until ctx ends or Drain finishes:
 // heartbeat pings, the instance registry heartbeat, and saving changed
 // session states. It returns nil after a drain, or ctx's error.
@@ -19,7 +24,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { h.subscribeControl(ctx) })
 	wg.Go(func() { h.every(ctx, h.cfg.Heartbeat, h.heartbeat) })
-	wg.Go(func() { h.every(ctx, stateFlushInterval, h.flushStates) })
+	wg.Go(func() { h.every(ctx, stateFlushInterval/stateFlushSlices, h.flushStates) })
 	wg.Go(func() {
 		h.register(ctx)
 		h.every(ctx, h.registryInterval(), h.register)
@@ -98,10 +103,20 @@ func (h *Hub) register(ctx context.Context) {
 	}
 }
 
-// flushStates saves the states of sessions that changed since last time.
-func (h *Hub) flushStates(ctx context.Context) {
-	var dirty []*Session
-	for _, s := range h.snapshot() {
+// flushStates saves the states of the next slice of sessions that changed
+// since their last save.
+func (h *Hub) flushStates(context.Context) {
+	slice := uint8(h.flushTick.Add(1) % stateFlushSlices)
+	var sessions []*Session
+	h.mu.RLock()
+	for s := range h.sessions {
+		if s.flushSlice == slice {
+			sessions = append(sessions, s)
+		}
+	}
+	h.mu.RUnlock()
+	dirty := sessions[:0]
+	for _, s := range sessions {
 		if s.takeDirty() {
 			dirty = append(dirty, s)
 		}

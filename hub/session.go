@@ -41,6 +41,8 @@ type Session struct {
 	raw  syscall.RawConn
 	id   string
 	user string
+	// flushSlice is when in each second flushStates saves the session.
+	flushSlice uint8
 	// batch and echo are fixed by hello.
 	batch bool
 	echo  bool
