@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bufio"
 	"errors"
 	"net"
 	"net/http"
@@ -41,13 +42,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	originOK := h.originAllowed(r)
 	up := websocket.Upgrader{
-		ReadBufferSize:  readBufferBytes,
+		// The connection reads through hj's buffer (see readerHijacker).
 		WriteBufferPool: writeBufferPool,
 		// The Origin is checked after the upgrade so that a browser sees
 		// close code 1008 rather than an opaque failed handshake.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	conn, err := up.Upgrade(w, r, nil)
+	hj := &readerHijacker{ResponseWriter: w}
+	conn, err := up.Upgrade(hj, r, nil)
 	if err != nil {
 		h.metrics.authFailure("upgrade")
 		return // Upgrade has answered the request.
@@ -56,12 +58,34 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// so that net/http releases the request's buffers (about 10 KiB) now
 	// rather than when the session ends.
 	h.conns.Add(1)
-	go h.serveConn(conn, r.RemoteAddr, originOK, r.Header.Get("Origin"))
+	go h.serveConn(conn, hj.br, r.RemoteAddr, originOK, r.Header.Get("Origin"))
+}
+
+// readerHijacker gives websocket.Upgrader a read buffer of the hub's own:
+// small (readBufferBytes), and one whose Buffered count the reader can
+// see, so that it waits for the socket only when no frame is buffered.
+type readerHijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+// Hijack implements http.Hijacker.
+func (w *readerHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hub: the response writer cannot be hijacked")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return c, brw, err // the Upgrader refuses data sent before the handshake
+	}
+	w.br = bufio.NewReaderSize(c, readBufferBytes)
+	return c, bufio.NewReadWriter(w.br, brw.Writer), nil
 }
 
 // serveConn runs one upgraded connection: the Origin verdict and hello, then
 // it starts the session (whose read loop then owns the connection).
-func (h *Hub) serveConn(conn *websocket.Conn, remote string, originOK bool, origin string) {
+func (h *Hub) serveConn(conn *websocket.Conn, br *bufio.Reader, remote string, originOK bool, origin string) {
 	defer h.conns.Add(-1)
 	if !originOK {
 		defer conn.Close()
@@ -83,6 +107,7 @@ func (h *Hub) serveConn(conn *websocket.Conn, remote string, originOK bool, orig
 		_ = conn.Close()
 		return
 	}
+	s.br = br
 	h.run(s, hello)
 }
 

@@ -1,8 +1,10 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,28 +30,66 @@ func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
 		h.endSession(s)
 		return
 	}
-	// The read loop gets a fresh goroutine: hello's work (decoding, broker
-	// calls) grew this one's stack, and an idle session should park on a
-	// small one. The connection is handed over with its count.
+	// Reading continues on fresh goroutines (see awaitFrames); the
+	// connection is handed over with its count.
 	h.conns.Add(1)
-	go h.readLoop(s)
+	go h.readFrames(s)
 }
 
-// readLoop reads and handles the session's frames until it ends. It keeps
-// its own frame small and does the work in functions it calls: an idle
-// session parks here, and the garbage collector shrinks a parked stack only
-// when little of it is in use.
-func (h *Hub) readLoop(s *Session) {
-	defer h.conns.Add(-1)
-	defer h.endSession(s)
+// awaitFrames waits until the session's socket has data, then hands the
+// session to readFrames. It runs on a goroutine of its own, started with
+// the minimal stack and never growing it: that stack is all an idle session
+// holds. (A parked reader would hold at least 4 KiB: the collector does not
+// shrink a grown stack to the minimum again.)
+func (h *Hub) awaitFrames(s *Session) {
+	waitReadable(s.raw)
+	go h.readFrames(s)
+}
+
+// readFrames reads and handles the session's frames while they come, and
+// ends the session when its connection ends. When no frame is left in the
+// read buffer it hands the session back to a fresh awaitFrames goroutine
+// and returns.
+func (h *Hub) readFrames(s *Session) {
 	for {
-		typ, data, err := s.conn.ReadMessage()
+		typ, buf, err := s.readFrame()
 		if err != nil {
 			s.readFailed(err)
+			h.endSession(s)
+			h.conns.Add(-1)
 			return
 		}
-		s.frame(typ, data)
+		s.frame(typ, buf.Bytes())
+		if buf.Cap() <= maxPooledFrame {
+			frameBuffers.Put(buf)
+		}
+		if shallowWait && s.raw != nil && s.br != nil && s.br.Buffered() == 0 {
+			go h.awaitFrames(s)
+			return
+		}
 	}
+}
+
+// frameBuffers holds read buffers between frames: handling a frame copies
+// what it keeps (JSON decoding does), so the buffer is free once it returns.
+var frameBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledFrame is the largest read buffer kept for reuse.
+const maxPooledFrame = 64 << 10
+
+// readFrame reads the next frame into a buffer from frameBuffers.
+func (s *Session) readFrame() (int, *bytes.Buffer, error) {
+	typ, r, err := s.conn.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	buf := frameBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		frameBuffers.Put(buf)
+		return 0, nil, err
+	}
+	return typ, buf, nil
 }
 
 // readFailed logs why the session's connection ended.

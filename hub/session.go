@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bufio"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,9 @@ type Session struct {
 	hub  *Hub
 	conn *websocket.Conn
 	// raw is the socket for non-blocking writes; nil if it is not TCP.
-	raw  syscall.RawConn
+	raw syscall.RawConn
+	// br is conn's read buffer; nil if the hub could not supply it.
+	br   *bufio.Reader
 	id   string
 	user string
 	// flushSlice is when in each second flushStates saves the session.

@@ -92,3 +92,43 @@ func TestWire_WritesLargerThanTheSocketTakes(t *testing.T) {
 		})
 	}
 }
+
+// maskedFrame returns a client text frame (masked, as RFC 6455 requires of
+// clients) carrying p, which must be shorter than 126 bytes.
+func maskedFrame(p string) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	b := []byte{0x81, 0x80 | byte(len(p)), key[0], key[1], key[2], key[3]}
+	for i := range len(p) {
+		b = append(b, p[i]^key[i%4])
+	}
+	return b
+}
+
+// TestWire_FramesArrivingTogether: frames that reach the server in one TCP
+// segment are all handled, although a session waits for its socket only
+// when its read buffer is empty.
+func TestWire_FramesArrivingTogether(t *testing.T) {
+	_, url := startHub(t, hub.Config{})
+	c := wstest.Dial(t, url, wstest.Hello{User: "alice"})
+	var all []byte
+	for i := range 5 {
+		all = append(all, maskedFrame(fmt.Sprintf(`{"type":"ping","id":%d}`, i))...)
+	}
+	if _, err := c.WS().NetConn().Write(all); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		f := c.Expect("pong")
+		if string(f.ID) != fmt.Sprint(i) {
+			t.Fatalf("pong %d has id %s", i, f.ID)
+		}
+	}
+	// And a session idle since then still reads what comes next.
+	time.Sleep(50 * time.Millisecond)
+	if _, err := c.WS().NetConn().Write(maskedFrame(`{"type":"ping","id":"later"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Expect("pong"); string(f.ID) != `"later"` {
+		t.Fatalf("pong has id %s", f.ID)
+	}
+}

@@ -21,9 +21,10 @@ import (
 // been stored (a retry with the same Key settles it), but a nil error
 // always means it was.
 func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication) (broker.Position, error) {
-	op := "publish to " + strconv.Quote(room)
-	if err := b.check(op, ctx); err != nil {
-		return broker.Position{}, err
+	// op is built only for an error: publishing is the hot path.
+	op := func() string { return "publish to " + strconv.Quote(room) }
+	if b.closed.Load() || ctx.Err() != nil {
+		return broker.Position{}, b.check(op(), ctx)
 	}
 	data := string(p.Data)
 	if data == "" {
@@ -39,14 +40,14 @@ func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication)
 	defer cancel()
 	s, err := publishScript.Exec(ctx, b.client, keys, args).ToString()
 	if err != nil {
-		return broker.Position{}, b.fail(op, ctx, err)
+		return broker.Position{}, b.fail(op(), ctx, err)
 	}
 	if err := b.sameGeneration(g); err != nil {
-		return broker.Position{}, fmt.Errorf("%s: %w", op, err)
+		return broker.Position{}, fmt.Errorf("%s: %w", op(), err)
 	}
 	pos, err := parsePosition(s)
 	if err != nil {
-		return broker.Position{}, fmt.Errorf("%s: %w", op, err)
+		return broker.Position{}, fmt.Errorf("%s: %w", op(), err)
 	}
 	return pos, nil
 }

@@ -354,6 +354,11 @@ func (b *Broker) probeDeadline() time.Duration { return 3 * b.cfg.ProbeInterval 
 
 // timeout bounds ctx by Config.Timeout.
 func (b *Broker) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= b.cfg.Timeout {
+		// The caller's deadline comes first: a context of our own would
+		// only cost a timer and a cancellation link per call.
+		return ctx, func() {}
+	}
 	return context.WithTimeout(ctx, b.cfg.Timeout)
 }
 

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package hub
+
+import "syscall"
+
+// shallowWait is false: waitReadable does not wait, so the reader waits in
+// its reads instead.
+const shallowWait = false
+
+// waitReadable returns at once.
+func waitReadable(syscall.RawConn) {}
