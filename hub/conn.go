@@ -14,7 +14,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/switchboard-rt/switchboard/auth"
-	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -190,8 +189,6 @@ func (h *Hub) handshake(conn *websocket.Conn, remote string) (*Session, *protoco
 		echo:    f.Echo,
 		claims:  claims,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst),
-		rooms:   make(map[string]*room),
-		sent:    make(map[string]broker.Position),
 	}
 	s.flushSlice = s.id[len(s.id)-1] % stateFlushSlices
 	s.touch()

@@ -60,9 +60,7 @@ func (s *Session) leave(f *protocol.ClientFrame) error {
 		return protocol.Errorf(protocol.CodeBadRequest, "a session cannot leave its inbox")
 	}
 	s.mu.Lock()
-	r := s.rooms[f.Room]
-	delete(s.rooms, f.Room)
-	delete(s.sent, f.Room)
+	r := s.removeRoomLocked(f.Room)
 	s.dirty = true
 	s.mu.Unlock()
 	if r == nil {
@@ -78,8 +76,7 @@ func (s *Session) leave(f *protocol.ClientFrame) error {
 func (s *Session) joined(room string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.rooms[room]
-	return ok
+	return s.roomLocked(room) >= 0
 }
 
 func (s *Session) publish(f *protocol.ClientFrame, room string) error {

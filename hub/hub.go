@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,7 +156,7 @@ type Hub struct {
 
 	mu       sync.RWMutex
 	sessions map[*Session]struct{}
-	users    map[string]map[*Session]struct{}
+	users    map[string][]*Session // a user's sessions on this instance
 	rooms    map[string]*room
 
 	control  *control
@@ -185,7 +186,7 @@ func New(cfg Config) (*Hub, error) {
 		metrics:  cfg.Metrics,
 		started:  time.Now(),
 		sessions: make(map[*Session]struct{}),
-		users:    make(map[string]map[*Session]struct{}),
+		users:    make(map[string][]*Session),
 		rooms:    make(map[string]*room),
 		stopped:  make(chan struct{}),
 	}
@@ -234,23 +235,18 @@ func (h *Hub) addSession(s *Session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.sessions[s] = struct{}{}
-	us := h.users[s.user]
-	if us == nil {
-		us = make(map[*Session]struct{})
-		h.users[s.user] = us
-	}
-	us[s] = struct{}{}
+	h.users[s.user] = append(h.users[s.user], s)
 }
 
 func (h *Hub) removeSession(s *Session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.sessions, s)
-	if us := h.users[s.user]; us != nil {
-		delete(us, s)
-		if len(us) == 0 {
-			delete(h.users, s.user)
-		}
+	us := slices.DeleteFunc(h.users[s.user], func(x *Session) bool { return x == s })
+	if len(us) == 0 {
+		delete(h.users, s.user)
+	} else {
+		h.users[s.user] = us
 	}
 }
 
@@ -269,10 +265,7 @@ func (h *Hub) snapshot() []*Session {
 // and returns how many there were.
 func (h *Hub) DisconnectUser(user string) int {
 	h.mu.RLock()
-	var list []*Session
-	for s := range h.users[user] {
-		list = append(list, s)
-	}
+	list := slices.Clone(h.users[user])
 	h.mu.RUnlock()
 	for _, s := range list {
 		s.close(closeDisconnected, "disconnected by the server", true)

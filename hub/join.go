@@ -30,10 +30,14 @@ func (s *Session) joinRoom(name string, since *protocol.Position, id json.RawMes
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow joining %s", name)
 	}
 	s.mu.Lock()
-	r, already := s.rooms[name]
+	var r *room
+	i := s.roomLocked(name)
+	if i >= 0 {
+		r = s.rooms[i].r
+	}
 	n := len(s.rooms)
 	s.mu.Unlock()
-	if already {
+	if i >= 0 {
 		r.mu.Lock()
 		mem := r.members[s]
 		pos := broker.Position{Epoch: mem.epoch, Offset: mem.next - 1}
@@ -69,7 +73,7 @@ func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *p
 	r.members[s] = &member{recovering: true}
 	r.mu.Unlock()
 	s.mu.Lock()
-	s.rooms[name] = r
+	s.rooms = append(s.rooms, sessionRoom{r: r})
 	s.mu.Unlock()
 
 	j := &joining{r: r}
@@ -88,7 +92,7 @@ func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *p
 	}
 	if err != nil {
 		s.mu.Lock()
-		delete(s.rooms, name)
+		s.removeRoomLocked(name)
 		s.mu.Unlock()
 		h.removeMember(context.WithoutCancel(ctx), s, r)
 		return nil, fmt.Errorf("join %s: %w", name, err)
@@ -128,8 +132,10 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 		base.Offset = j.missed[0].Offset - 1
 	}
 	s.mu.Lock()
-	s.sent[j.r.name] = base
-	s.dirty = true
+	if i := s.roomLocked(j.r.name); i >= 0 {
+		s.rooms[i].sent = base
+		s.dirty = true
+	}
 	s.mu.Unlock()
 
 	r := j.r

@@ -197,8 +197,8 @@ func (h *Hub) endSession(s *Session) {
 	s.closing, s.closeSent = true, true
 	s.queue, s.queued = nil, 0
 	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
+	for _, sr := range s.rooms {
+		rooms = append(rooms, sr.r)
 	}
 	s.mu.Unlock()
 	_ = s.conn.Close()

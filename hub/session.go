@@ -3,6 +3,7 @@ package hub
 import (
 	"bufio"
 	"encoding/json"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,11 +60,9 @@ type Session struct {
 	lastSeenNS atomic.Int64
 
 	mu sync.Mutex
-	// rooms the session is a member of, its inbox included.
-	rooms map[string]*room
-	// sent is, per room, the position of the last message written to the
-	// socket: what hello.session resumes from.
-	sent  map[string]broker.Position
+	// rooms the session is a member of, its inbox included. A slice: most
+	// sessions are in a room or two, and a map costs hundreds of bytes.
+	rooms []sessionRoom
 	dirty bool
 	// queue holds encoded frames for the writer; queued counts their bytes.
 	queue  []outFrame
@@ -87,6 +86,38 @@ type Session struct {
 	farewell    []byte
 	closeCode   int
 	closeReason string
+}
+
+// sessionRoom is a room a session is in.
+type sessionRoom struct {
+	r *room
+	// sent is the position of the last message written to the socket:
+	// what hello.session resumes from. Its Epoch is empty until the join
+	// has set where the session's stream starts.
+	sent broker.Position
+}
+
+// roomLocked returns the index of room name in s.rooms, or -1. s.mu must
+// be held.
+func (s *Session) roomLocked(name string) int {
+	for i := range s.rooms {
+		if s.rooms[i].r.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// removeRoomLocked drops room name from s.rooms and returns it, or nil.
+// s.mu must be held.
+func (s *Session) removeRoomLocked(name string) *room {
+	i := s.roomLocked(name)
+	if i < 0 {
+		return nil
+	}
+	r := s.rooms[i].r
+	s.rooms = slices.Delete(s.rooms, i, i+1)
+	return r
 }
 
 // outFrame is one encoded server frame; msg is set for room messages so the
@@ -154,8 +185,8 @@ const markerBytes = 32
 // enqueueReset queues a reset frame and records the new position.
 func (s *Session) enqueueReset(room string, pos broker.Position) {
 	s.mu.Lock()
-	if s.sent != nil {
-		s.sent[room] = pos
+	if i := s.roomLocked(room); i >= 0 {
+		s.rooms[i].sent = pos
 		s.dirty = true
 	}
 	s.mu.Unlock()
@@ -456,10 +487,10 @@ func (s *Session) recordSent(frames []outFrame) {
 		if i+1 < len(frames) && frames[i+1].msg != nil && frames[i+1].msg.Room == m.Room {
 			continue // only a room's last message in this write counts
 		}
-		// A room left meanwhile may get an entry again here; state()
-		// keeps only the rooms the session is in.
-		s.sent[m.Room] = m.Position()
-		s.dirty = true
+		if j := s.roomLocked(m.Room); j >= 0 { // not if left meanwhile
+			s.rooms[j].sent = m.Position()
+			s.dirty = true
+		}
 	}
 	clear(frames)
 	if s.spare == nil {
@@ -472,10 +503,10 @@ func (s *Session) recordSent(frames []outFrame) {
 func (s *Session) state() broker.SessionState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := broker.SessionState{ID: s.id, User: s.user, Rooms: make(map[string]broker.Position, len(s.sent))}
-	for room, pos := range s.sent {
-		if _, joined := s.rooms[room]; joined {
-			st.Rooms[room] = pos
+	st := broker.SessionState{ID: s.id, User: s.user, Rooms: make(map[string]broker.Position, len(s.rooms))}
+	for _, sr := range s.rooms {
+		if sr.sent.Epoch != "" {
+			st.Rooms[sr.r.name] = sr.sent
 		}
 	}
 	s.dirty = false

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-
-	"github.com/switchboard-rt/switchboard/broker"
 )
 
 // controller owns the pub/sub connection and the table of subscriptions.
@@ -21,7 +19,7 @@ import (
 type controller struct {
 	b       *Broker
 	started chan struct{} // closed after the first connection
-	subs    map[string]map[broker.Handler]struct{}
+	subs    map[string]handlerSet
 
 	dc      rueidis.DedicatedClient // nil while disconnected
 	dead    <-chan error            // the connection's end, nil while disconnected
@@ -34,7 +32,7 @@ type controller struct {
 }
 
 func newController(b *Broker, started chan struct{}) *controller {
-	return &controller{b: b, started: started, subs: make(map[string]map[broker.Handler]struct{})}
+	return &controller{b: b, started: started, subs: make(map[string]handlerSet)}
 }
 
 // Reconnection backoff bounds.

@@ -94,7 +94,7 @@ type roomState struct {
 	// last is the position of the last message handed to the handlers, or
 	// of the last Reset.
 	last     broker.Position
-	handlers map[broker.Handler]struct{}
+	handlers handlerSet
 }
 
 // pair is one handler's subscription to one room.
@@ -210,14 +210,14 @@ func (d *dispatcher) handle(r *roomState, m *broker.Message) {
 
 func (d *dispatcher) deliver(r *roomState, m *broker.Message) {
 	r.last = m.Position()
-	for h := range r.handlers {
+	for _, h := range r.handlers {
 		h.Deliver(m)
 	}
 }
 
 func (d *dispatcher) reset(r *roomState, pos broker.Position) {
 	r.last = pos
-	for h := range r.handlers {
+	for _, h := range r.handlers {
 		h.Reset(r.name, pos)
 	}
 }
@@ -300,7 +300,7 @@ func (d *dispatcher) advance(r *roomState, h broker.History) {
 func (d *dispatcher) expect(rooms []string) {
 	for _, name := range rooms {
 		ch := d.b.channel(name)
-		d.rooms[ch] = &roomState{name: name, channel: ch, handlers: make(map[broker.Handler]struct{})}
+		d.rooms[ch] = &roomState{name: name, channel: ch}
 	}
 }
 
@@ -329,7 +329,7 @@ func (d *dispatcher) init(room string, pos broker.Position, hs []broker.Handler)
 	r.ready = true
 	r.last = pos
 	for _, h := range hs {
-		r.handlers[h] = struct{}{}
+		r.handlers.add(h)
 	}
 	pending := r.pending
 	r.pending = nil
@@ -353,7 +353,7 @@ func (d *dispatcher) release(seq uint64) {
 		}
 		for _, p := range a.pairs {
 			if r := d.rooms[d.b.channel(p.room)]; r != nil {
-				r.handlers[p.h] = struct{}{}
+				r.handlers.add(p.h)
 			}
 		}
 		if a.done != nil {
@@ -376,7 +376,7 @@ func (d *dispatcher) remove(pairs []pair) {
 	for _, p := range pairs {
 		gone[p] = true
 		if r := d.rooms[d.b.channel(p.room)]; r != nil {
-			delete(r.handlers, p.h)
+			r.handlers.remove(p.h)
 		}
 	}
 	for i := range d.held {

@@ -19,8 +19,14 @@ import (
 
 // roomPresence holds the presence entries this Broker added to one room.
 type roomPresence struct {
-	sessions map[string]string // session → stored value, "user\0instance\0incarnation"
-	slot     int               // index in Broker.renewOrder
+	sessions presenceSessions
+	slot     int // index in Broker.renewOrder
+}
+
+// storedPresence is how an entry is stored in the room's hash:
+// "user\0instance\0incarnation".
+func (b *Broker) storedPresence(v presenceValue) string {
+	return v.user + "\x00" + v.instance + "\x00" + b.incarnation
 }
 
 // presenceBatch bounds the sessions written by one script run.
@@ -67,26 +73,26 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 	if e.Session == "" {
 		return fmt.Errorf("%s: empty session", op)
 	}
-	value := e.User + "\x00" + e.Instance + "\x00" + b.incarnation
+	value := presenceValue{e.User, e.Instance}
 	b.rewriteMu.RLock()
 	defer b.rewriteMu.RUnlock()
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
 	was, err := presenceAddScript.Exec(ctx, b.client,
 		[]string{b.presenceKey(room), b.liveKey},
-		[]string{b.presenceKeyTTLms, b.presenceTTLms, b.incarnation, e.Session, value}).AsInt64()
+		[]string{b.presenceKeyTTLms, b.presenceTTLms, b.incarnation, e.Session, b.storedPresence(value)}).AsInt64()
 	if err != nil {
 		return b.fail(op, ctx, err)
 	}
 	b.presenceMu.Lock()
 	rp := b.mine[room]
 	if rp == nil {
-		rp = &roomPresence{sessions: make(map[string]string), slot: len(b.renewOrder)}
+		rp = &roomPresence{slot: len(b.renewOrder)}
 		b.mine[room] = rp
 		b.renewOrder = append(b.renewOrder, room)
 	}
-	rp.sessions[e.Session] = value
-	others := len(b.mine) > 1 || len(rp.sessions) > 1
+	rp.sessions.set(e.Session, value)
+	others := len(b.mine) > 1 || rp.sessions.len() > 1
 	b.presenceMu.Unlock()
 	if was == 0 && others {
 		// Readers may have removed this Broker's other entries while it
@@ -107,8 +113,8 @@ func (b *Broker) RemovePresence(ctx context.Context, room, session string) error
 	defer b.rewriteMu.RUnlock()
 	b.presenceMu.Lock()
 	if rp := b.mine[room]; rp != nil {
-		delete(rp.sessions, session)
-		if len(rp.sessions) == 0 {
+		rp.sessions.delete(session)
+		if rp.sessions.len() == 0 {
 			b.forgetRoom(room, rp)
 		}
 	}
@@ -279,8 +285,8 @@ func (b *Broker) rewriteRooms(ctx context.Context, rooms []string) error {
 			continue
 		}
 		args := slices.Clone(head)
-		for session, value := range rp.sessions {
-			args = append(args, session, value)
+		for session, value := range rp.sessions.all {
+			args = append(args, session, b.storedPresence(value))
 			if len(args) >= len(head)+2*presenceBatch {
 				execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room), b.liveKey}, Args: args})
 				args = slices.Clone(head)

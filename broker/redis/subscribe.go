@@ -149,10 +149,11 @@ func (c *controller) serveUnsubscribe(ctx context.Context, reqs []*request) {
 	for _, req := range reqs {
 		for _, room := range req.rooms {
 			set := c.subs[room]
-			if _, ok := set[req.h]; !ok {
+			if !set.has(req.h) {
 				continue
 			}
-			delete(set, req.h)
+			set.remove(req.h)
+			c.subs[room] = set
 			pairs = append(pairs, pair{req.h, room})
 			if len(set) == 0 {
 				delete(c.subs, room)
@@ -195,7 +196,7 @@ func (c *controller) serveSubscribe(ctx context.Context, reqs []*request) {
 	for _, req := range reqs {
 		for _, room := range req.rooms {
 			p := pair{req.h, room}
-			if _, ok := c.subs[room][req.h]; ok || seen[p] {
+			if c.subs[room].has(req.h) || seen[p] {
 				continue
 			}
 			seen[p] = true
@@ -297,11 +298,8 @@ func (c *controller) serveSubscribe(ctx context.Context, reqs []*request) {
 		}
 		for _, p := range req.added {
 			set := c.subs[p.room]
-			if set == nil {
-				set = make(map[broker.Handler]struct{})
-				c.subs[p.room] = set
-			}
-			set[p.h] = struct{}{}
+			set.add(p.h)
+			c.subs[p.room] = set
 		}
 		if !req.answer(nil) && len(req.added) > 0 {
 			// The caller gave up waiting and was told it failed: undo.
