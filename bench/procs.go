@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -232,8 +233,13 @@ func (cw *childWorker) stop() {
 // RunChild runs a worker for a parent `switchboard bench --procs N`: it
 // reads requests from in and writes replies and progress to out until in
 // ends. It returns the process exit code.
+//
+// With SWITCHBOARD_BENCH_CPUPROFILE=prefix in its environment, a worker
+// writes a CPU profile of its whole run to prefix.<pid>, to see what the
+// load generator itself costs.
 func RunChild(ctx context.Context, in io.Reader, out io.Writer) int {
 	raiseFileLimit()
+	stopProfile := startProfile()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -289,6 +295,8 @@ func RunChild(ctx context.Context, in io.Reader, out io.Writer) int {
 		}
 		write(cur.serve(ctx, req))
 	}
+	// Stopped before closing: the parent may be gone by the end.
+	stopProfile()
 	close(stopProgress)
 	cancel()
 	if cur := w.Load(); cur != nil {
@@ -296,6 +304,27 @@ func RunChild(ctx context.Context, in io.Reader, out io.Writer) int {
 	}
 	jobs.Wait()
 	return code
+}
+
+// startProfile starts the CPU profile SWITCHBOARD_BENCH_CPUPROFILE asks
+// for, if any, and returns what stops it.
+func startProfile() (stop func()) {
+	prefix := os.Getenv("SWITCHBOARD_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+	if err != nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // raiseFileLimit lifts the soft limit of open files to the hard one: every

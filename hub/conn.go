@@ -24,8 +24,9 @@ const (
 )
 
 // readBufferBytes is small on purpose: it is held for the whole life of an
-// idle connection. Larger frames are read in several steps.
-const readBufferBytes = 512
+// idle connection. Larger frames are read in several steps. It must stay
+// over 256 bytes, or the WebSocket library makes a 4 KiB buffer instead.
+const readBufferBytes = 384
 
 // writeBufferPool is never drawn from: the hub writes frames itself (see
 // wire.go), and a pool keeps websocket.Conn from allocating a write buffer

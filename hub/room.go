@@ -19,7 +19,8 @@ type room struct {
 	// ready is closed when the broker subscription is settled; err says how.
 	ready chan struct{}
 	err   error
-	// gone is closed when the room has been unsubscribed and removed.
+	// gone is made when closing is set, and closed when the room has been
+	// unsubscribed and removed.
 	gone chan struct{}
 
 	mu      sync.Mutex
@@ -61,7 +62,6 @@ func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
 			r = &room{
 				name:    name,
 				ready:   make(chan struct{}),
-				gone:    make(chan struct{}),
 				members: make(map[*Session]*member),
 			}
 			h.rooms[name] = r
@@ -100,6 +100,7 @@ func (h *Hub) release(r *room) {
 		return
 	}
 	r.closing = true
+	r.gone = make(chan struct{})
 	h.mu.Unlock()
 
 	if r.err == nil {
