@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +20,7 @@ import (
 // will not show on demand (a publish that never finishes).
 type fakeHub struct {
 	publish func(ctx context.Context, room string, p broker.Publication) (broker.Position, error)
+	history func(ctx context.Context) (broker.History, error)
 }
 
 func (f *fakeHub) Draining() bool { return false }
@@ -28,7 +30,10 @@ func (f *fakeHub) Publish(ctx context.Context, room string, p broker.Publication
 func (f *fakeHub) RoomPresence(context.Context, string) ([]protocol.UserSessions, error) {
 	return nil, nil
 }
-func (f *fakeHub) History(context.Context, string, *protocol.Position, int) (broker.History, error) {
+func (f *fakeHub) History(ctx context.Context, _ string, _ *protocol.Position, _ int) (broker.History, error) {
+	if f.history != nil {
+		return f.history(ctx)
+	}
 	return broker.History{}, nil
 }
 func (f *fakeHub) UserStatus(context.Context, string) (api.UserStatus, error) {
@@ -78,15 +83,34 @@ func TestNew_Config(t *testing.T) {
 
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	hub := &fakeHub{publish: func(ctx context.Context, _ string, _ broker.Publication) (broker.Position, error) {
+	hub := &fakeHub{history: func(ctx context.Context) (broker.History, error) {
 		<-ctx.Done() // a broker that never answers
-		return broker.Position{}, ctx.Err()
+		return broker.History{}, ctx.Err()
 	}}
 	srv := serve(t, api.Config{Hub: hub, Dev: true, RequestTimeout: 50 * time.Millisecond})
 	start := time.Now()
-	call(t, srv, "", http.MethodPost, "/api/publish", `{"room":"a","data":1}`).wantError(t, http.StatusServiceUnavailable, "unavailable")
+	call(t, srv, "", http.MethodGet, "/api/rooms/a/history", "").wantError(t, http.StatusServiceUnavailable, "unavailable")
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the request took %v, want about the 50ms timeout", d)
+	}
+}
+
+// TestPublishOutlivesRequestTimeout: a publish the broker confirms late is
+// answered with its position, not "unavailable", because the broker may
+// have stored it (the request timeout does not cut a publish short).
+func TestPublishOutlivesRequestTimeout(t *testing.T) {
+	t.Parallel()
+	hub := &fakeHub{publish: func(ctx context.Context, _ string, _ broker.Publication) (broker.Position, error) {
+		if _, ok := ctx.Deadline(); ok {
+			return broker.Position{}, errors.New("the publish got a deadline")
+		}
+		time.Sleep(300 * time.Millisecond) // past the request timeout
+		return broker.Position{Epoch: "e", Offset: 7}, nil
+	}}
+	srv := serve(t, api.Config{Hub: hub, Dev: true, RequestTimeout: 50 * time.Millisecond})
+	res := call(t, srv, "", http.MethodPost, "/api/publish", `{"room":"a","data":1}`)
+	if res.Status != http.StatusOK || !strings.Contains(string(res.Body), `"offset":7`) {
+		t.Fatalf("got %d %s, want 200 with offset 7", res.Status, res.Body)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard-rt/switchboard/broker"
@@ -156,7 +157,8 @@ func (s *Server) publishOne(w http.ResponseWriter, r *http.Request, room string,
 	if err != nil {
 		return err
 	}
-	pos, err := s.pub.Publish(r.Context(), room, p)
+	pos, err := s.pub.Publish(publishContext(r), room, p)
+	s.answerWindow(w)
 	if err != nil {
 		return fmt.Errorf("publish to %q: %w", room, err)
 	}
@@ -218,7 +220,7 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) error {
 			for i := range next {
 				room := req.Rooms[i]
 				results[i].Room = room
-				pos, err := s.pub.Publish(r.Context(), room, p)
+				pos, err := s.pub.Publish(publishContext(r), room, p)
 				if err != nil {
 					errs[i] = fmt.Errorf("broadcast to %q: %w", room, err)
 					continue
@@ -232,6 +234,7 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) error {
 	}
 	close(next)
 	wg.Wait()
+	s.answerWindow(w)
 
 	// Log a failed broadcast once, at the level of its worst failure.
 	failed, worst, level := 0, error(nil), slog.LevelDebug
@@ -253,4 +256,19 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) error {
 		Results []broadcastResult `json:"results"`
 	}{results})
 	return nil
+}
+
+// publishContext is the context of a publish: the request's values without
+// its deadline or cancellation. Once sent, a publish waits for the
+// broker's answer, so that neither the request timeout nor a client that
+// hangs up turns a message stored late into a false "unavailable" (see
+// hub.Hub.publish).
+func publishContext(r *http.Request) context.Context {
+	return context.WithoutCancel(r.Context())
+}
+
+// answerWindow gives the answer to a publish, which may have outlived the
+// request timeout, a write deadline of its own.
+func (s *Server) answerWindow(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.RequestTimeout))
 }

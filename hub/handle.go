@@ -103,9 +103,7 @@ func (s *Session) publishTo(f *protocol.ClientFrame, room string) error {
 	if s.hub.draining.Load() {
 		return ErrDraining
 	}
-	ctx, cancel := s.hub.brokerCtx(context.Background())
-	defer cancel()
-	pos, err := s.hub.publish(ctx, room, broker.Publication{From: s.user, Origin: s.id, Data: f.Data, Key: f.Key})
+	pos, err := s.hub.publish(context.Background(), room, broker.Publication{From: s.user, Origin: s.id, Data: f.Data, Key: f.Key})
 	if err != nil {
 		return err
 	}
@@ -113,7 +111,12 @@ func (s *Session) publishTo(f *protocol.ClientFrame, room string) error {
 	return nil
 }
 
-// publish hands a publication to the broker and counts it.
+// publish hands a publication to the broker and counts it. Unlike other
+// broker calls it has no deadline of its own: once sent, a publish waits
+// for the broker's answer, since a deadline passing while Redis (late, but
+// alive) runs the script would answer "unavailable" for a stored message.
+// A dead connection still fails it: the Redis client gives up on a
+// connection that answers nothing for its timeout (5 s by default).
 func (h *Hub) publish(ctx context.Context, room string, p broker.Publication) (broker.Position, error) {
 	done := h.metrics.publishStarted()
 	pos, err := h.broker.Publish(ctx, room, p)

@@ -85,7 +85,8 @@ type Config struct {
 	NoDirect bool
 	// WriteTimeout bounds each socket write. Default: 10s.
 	WriteTimeout time.Duration
-	// BrokerTimeout bounds each broker call made for a client. Default: 5s.
+	// BrokerTimeout bounds each broker call made for a client, publishes
+	// excepted (see Hub.publish). Default: 5s.
 	BrokerTimeout time.Duration
 	// Metrics receives counters; nil counts nothing.
 	Metrics *Metrics

@@ -60,7 +60,10 @@ func hubGoroutines(timeout time.Duration) string {
 func startHub(t testing.TB, cfg hub.Config) (*hub.Hub, string) {
 	t.Helper()
 	b := memory.New(memory.Config{})
-	cfg.Broker, cfg.Dev = b, true
+	if cfg.Broker == nil {
+		cfg.Broker = b
+	}
+	cfg.Dev = true
 	h, err := hub.New(cfg)
 	if err != nil {
 		t.Fatalf("hub.New: %v", err)
