@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 LISTEN      ?= :8080
 
-.PHONY: run build test deps lint unit browser bench bench-suite chaos fuzz clean
+.PHONY: run build test deps lint unit browser bench bench-go chaos fuzz clean
 
 ## run: start one instance on the embedded broker in dev mode (http://localhost:8080)
 run:
@@ -39,14 +39,14 @@ unit:
 browser:
 	cd test/browser && npm ci --no-audit --no-fund --loglevel=error && npm test
 
-## bench: Go benchmarks of the hot paths (the load-generator suite is bench-suite)
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
-
-## bench-suite: switchboard bench W1 idle, W2 fanout, W3 rooms on 2 instances + Redis; writes BENCHMARKS.md
+## bench: switchboard bench W1 idle, W2 fanout, W3 rooms on 2 instances + Redis; writes BENCHMARKS.md
 ## (CENTRIFUGO=/path/to/centrifugo adds the same workloads against 2 Centrifugo v6 nodes)
-bench-suite:
+bench: deps
 	scripts/bench-suite.sh
+
+## bench-go: Go benchmarks of the hot paths (compare runs with benchstat)
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## chaos: the zero-loss proof at full length (several minutes): Redis, three instances killed and restarted
 ## in turn under ~200 clients and steady publishing; prints its summary line. Without -race: the instances

@@ -62,10 +62,10 @@ func (d *drainer) await(n uint64, wg *sync.WaitGroup) {
 
 // BenchmarkDeliver1000 measures Hub.Deliver, the hub's dispatch of one
 // stored message to the 1,000 local members of its room (half in batch
-// mode): encode once, append to 1,000 queues, start the idle writers. The
-// writers and the clients reading over loopback run meanwhile; every 64
-// messages the timer stops until the clients have caught up, so that queues
-// stay short.
+// mode): encode once, append to 1,000 queues, hand the idle sessions to the
+// flusher. The flusher's writes and the clients reading over loopback run
+// meanwhile; every 64 messages the timer stops until the clients have
+// caught up, so that queues stay short.
 func BenchmarkDeliver1000(b *testing.B) {
 	const (
 		room     = "bench"

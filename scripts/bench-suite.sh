@@ -6,8 +6,8 @@
 # Everything listens on 127.0.0.1 only. The Markdown tables replace the block
 # between the bench-suite markers in BENCHMARKS.md (appended when missing).
 #
-#   make bench-suite                                   # Switchboard only
-#   CENTRIFUGO=/tmp/centrifugo/centrifugo make bench-suite
+#   make bench                                         # Switchboard only
+#   CENTRIFUGO=/tmp/centrifugo/centrifugo make bench
 #
 # Knobs (environment): STEP (ladder step length, default 5s), W1_CONNS (15000),
 # W2_LADDER (10,25,50,100,200,400,800), W3_CONNS (10000), W3_LADDER
@@ -149,7 +149,7 @@ BLOCK=$OUT/block.md
 {
 	echo "<!-- bench-suite:begin (written by scripts/bench-suite.sh; do not edit by hand) -->"
 	echo
-	echo "Latest \`make bench-suite\` run, $(date -u +%Y-%m-%d), commit $COMMIT, $(nproc) cores, steps of $STEP,"
+	echo "Latest \`make bench\` run, $(date -u +%Y-%m-%d), commit $COMMIT, $(nproc) cores, steps of $STEP,"
 	echo "one run each; load average $LOAD_BEFORE before, $LOAD_AFTER after:"
 	echo
 	for t in "${TARGETS[@]}"; do
