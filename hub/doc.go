@@ -13,12 +13,17 @@
 //
 // # Sessions
 //
-// The HTTP handler goroutine of a connection is its reader: it decodes and
-// handles client frames one at a time, in order. Writes belong to a writer
-// goroutine that exists only while the session's queue is not empty, so an
-// idle connection costs one parked goroutine. Heartbeat pings come from one
-// hub-wide ticker and are written by the writer too. A queue that grows past
-// Config.SendQueueBytes closes its session with 4008 and never blocks the hub.
+// The HTTP handler upgrades the connection and returns. An idle session is
+// one goroutine parked in a readiness wait on a minimal stack; when data
+// comes it starts a reader that decodes and handles client frames one at a
+// time, in order, and hands back to a fresh waiter once the read buffer is
+// empty. The hub writes its WebSocket frames itself (wire.go): the flusher's
+// few shared workers give each session with queued frames one non-blocking
+// write, and only what the socket does not take goes to a goroutine of the
+// session's own (Session.writeLoop), which also does closing. Heartbeat
+// pings come from one hub-wide ticker and take the same way. A queue that
+// grows past Config.SendQueueBytes closes its session with 4008 and never
+// blocks the hub.
 //
 // # Continuity
 //
@@ -31,6 +36,7 @@
 //
 // # Locks
 //
-// Lock order: Hub.mu, then room.mu, then Session.mu. No lock is held across
-// broker calls or socket I/O; enqueueing a frame never blocks.
+// Lock order: Hub.mu, then room.mu, then Session.mu, then the flusher's. No
+// lock is held across broker calls or socket I/O; enqueueing a frame never
+// blocks.
 package hub
