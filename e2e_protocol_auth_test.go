@@ -116,6 +116,40 @@ func TestProtocol_Auth(t *testing.T) {
 		})
 	})
 
+	t.Run("refresh with narrower rooms leaves them", func(t *testing.T) {
+		t.Parallel()
+		secret := []byte("refresh-narrower")
+		srv := wstest.Start(t, switchboard.Config{JWTSecret: secret})
+		hour := time.Now().Add(time.Hour)
+		c := wstest.Dial(t, srv.WS, wstest.Hello{Token: sign(t, secret, auth.Claims{User: "alice", Expires: hour, Rooms: []string{"a.*", "b.*"}})})
+		c.Join("a.one")
+		c.Join("b.one")
+		pub := wstest.Dial(t, srv.WS, wstest.Hello{Token: sign(t, secret, auth.Claims{User: "bob", Expires: hour})})
+		pub.Join("a.one")
+		pub.Join("b.one")
+
+		c.Send(wstest.Frame("refresh", "id", 1, "token", sign(t, secret, auth.Claims{User: "alice", Expires: hour, Rooms: []string{"a.*"}})))
+		left := c.Expect(protocol.TypeLeft)
+		if left.Room != "b.one" || len(left.ID) != 0 {
+			t.Errorf("got left %s (id %s), want b.one without id", left.Room, left.ID)
+		}
+		if ack := c.Expect(protocol.TypeAck); string(ack.ID) != "1" {
+			t.Errorf("refresh ack id = %s, want 1", ack.ID)
+		}
+		// Still in a.one and its inbox, no longer in b.one.
+		pub.Send(wstest.Frame("publish", "id", 1, "room", "b.one", "data", "gone"))
+		pub.Expect(protocol.TypeAck)
+		pub.Send(wstest.Frame("publish", "id", 2, "room", "a.one", "data", "here"))
+		pub.Expect(protocol.TypeAck)
+		if m := c.Expect(protocol.TypeMessage); m.Room != "a.one" {
+			t.Errorf("got a message of %s, want only a.one's", m.Room)
+		}
+		c.Send(wstest.Frame("leave", "id", 2, "room", "b.one"))
+		checkError(t, c.Next(), "2", protocol.CodeNotJoined)
+		c.Send(wstest.Frame("publish", "id", 3, "room", "@alice", "data", 1))
+		checkAck(t, c.Expect(protocol.TypeAck), "3", "@alice", 1)
+	})
+
 	t.Run("rooms patterns", func(t *testing.T) {
 		t.Parallel()
 		secret := []byte("rooms")

@@ -217,6 +217,34 @@ func (s *Session) refresh(f *protocol.ClientFrame) error {
 	}
 	s.claims = c
 	s.armExpiry(c.Expires)
+	s.leaveForbidden()
 	s.send(&protocol.Ack{Type: protocol.TypeAck, ID: f.ID})
 	return nil
+}
+
+// leaveForbidden takes the session out of the rooms its claims no longer
+// allow (a refresh with narrower rooms), with a left frame without id for
+// each. The inbox is never left.
+func (s *Session) leaveForbidden() {
+	var gone []*room
+	s.mu.Lock()
+	for _, sr := range s.rooms {
+		if _, inbox := protocol.InboxUser(sr.r.name); !inbox && !s.claims.CanJoin(sr.r.name) {
+			gone = append(gone, sr.r)
+		}
+	}
+	for _, r := range gone {
+		s.removeRoomLocked(r.name)
+		s.dirty = true
+	}
+	s.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	ctx, cancel := s.hub.brokerCtx(context.Background())
+	defer cancel()
+	for _, r := range gone {
+		s.hub.removeMember(ctx, s, r)
+		s.send(&protocol.Left{Type: protocol.TypeLeft, Room: r.name})
+	}
 }
