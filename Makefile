@@ -22,12 +22,14 @@ test: deps lint unit browser
 deps:
 	@scripts/install-test-deps.sh
 
-## lint: gofmt, go vet and staticcheck must be clean
+## lint: gofmt, go vet and staticcheck must be clean, and the code must build for macOS and Windows too
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 ## unit: every Go test with the race detector; tests that need redis-server fail instead of skipping.
 ## One package at a time (-p 1): the process and chaos tests load both cores, and timing-sensitive

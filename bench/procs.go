@@ -12,7 +12,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -139,8 +138,9 @@ func startChild(command, env []string, stderr io.Writer) (*childWorker, error) {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = stderr
 	// The child must not outlive the parent, even when the parent is
-	// killed: it ends on EOF of its input, and on the parent's death.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// killed: it ends on EOF of its input, and (on Linux) on the parent's
+	// death.
+	cmd.SysProcAttr = childProcAttr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -324,15 +324,5 @@ func startProfile() (stop func()) {
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
-	}
-}
-
-// raiseFileLimit lifts the soft limit of open files to the hard one: every
-// connection is a file.
-func raiseFileLimit() {
-	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 	}
 }
