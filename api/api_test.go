@@ -134,3 +134,27 @@ func TestMaxBodyBytes(t *testing.T) {
 		t.Errorf("the hub got %+v, want data [1] from cron with key k and no origin", got)
 	}
 }
+
+// TestPublishUnconfirmed: a publish the broker sent but could not confirm
+// is answered 503 unavailable with a message that says it may have been
+// stored, unlike one the broker refused before sending.
+func TestPublishUnconfirmed(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{errors.Join(broker.ErrUnavailable, broker.ErrUnconfirmed), "may have been stored"},
+		{broker.ErrUnavailable, "nothing was published"},
+	} {
+		hub := &fakeHub{publish: func(context.Context, string, broker.Publication) (broker.Position, error) {
+			return broker.Position{}, tt.err
+		}}
+		srv := serve(t, api.Config{Hub: hub, Dev: true})
+		res := call(t, srv, "", http.MethodPost, "/api/publish", `{"room":"a","data":1,"key":"k"}`)
+		res.wantError(t, http.StatusServiceUnavailable, "unavailable")
+		if !strings.Contains(string(res.Body), tt.want) {
+			t.Errorf("%v: answer %s, want it to say %q", tt.err, res.Body, tt.want)
+		}
+	}
+}

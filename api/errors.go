@@ -41,6 +41,10 @@ func errorf(code, format string, args ...any) *protocol.Error {
 // asked: for a publish, the message was NOT stored.
 var errUnavailable = errorf(protocol.CodeUnavailable, "the message bus is unavailable; nothing was published, try again")
 
+// errUnconfirmed answers a publish whose outcome the broker could not
+// tell (see broker.ErrUnconfirmed).
+var errUnconfirmed = errorf(protocol.CodeUnavailable, "the message bus did not confirm this publish (its connection broke or went silent): the message may have been stored; publish again with the same key to find out")
+
 // errorBody is the JSON of every error answer.
 type errorBody struct {
 	Error errorDetail `json:"error"`
@@ -63,6 +67,8 @@ func classify(err error) (*protocol.Error, slog.Level) {
 		return pe, slog.LevelDebug
 	case errors.As(err, &tooLarge):
 		return errorf(protocol.CodeTooLarge, "the request body is larger than %d bytes", tooLarge.Limit), slog.LevelDebug
+	case errors.Is(err, broker.ErrUnconfirmed):
+		return errUnconfirmed, slog.LevelWarn
 	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):
 		return errUnavailable, slog.LevelWarn

@@ -160,7 +160,7 @@ func (s *Server) publishOne(w http.ResponseWriter, r *http.Request, room string,
 	pos, err := s.pub.Publish(publishContext(r), room, p)
 	s.answerWindow(w)
 	if err != nil {
-		return fmt.Errorf("publish to %q: %w", room, err)
+		return err // it names the room
 	}
 	writeJSON(w, http.StatusOK, positionAnswer{Room: room, Epoch: pos.Epoch, Offset: pos.Offset})
 	return nil

@@ -25,8 +25,14 @@ import (
 // Sentinel errors of every broker.
 var (
 	// ErrUnavailable means the broker could not be reached; for Publish it
-	// means the message was NOT stored.
+	// means the message was NOT stored, unless the error also wraps
+	// ErrUnconfirmed.
 	ErrUnavailable = errors.New("broker: unavailable")
+	// ErrUnconfirmed marks a publish that reached the broker's connection
+	// but whose answer never came: the connection broke or went silent.
+	// The message may have been stored; publishing again with the same
+	// idempotency key tells. Errors that wrap it wrap ErrUnavailable too.
+	ErrUnconfirmed = errors.New("broker: publish not confirmed")
 	// ErrNotFound means a looked-up record (a session state) does not exist.
 	ErrNotFound = errors.New("broker: not found")
 	// ErrClosed means the broker was closed.

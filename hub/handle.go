@@ -40,12 +40,18 @@ func (s *Session) handle(f *protocol.ClientFrame) {
 	}
 }
 
+// unconfirmedMessage explains the one unavailable answer after which the
+// message may have been stored (see broker.ErrUnconfirmed).
+const unconfirmedMessage = "the message bus did not confirm this publish (its connection broke or went silent): the message may have been stored; publish again with the same key to find out"
+
 // protocolError turns an error of a handler into the error frame's code.
 func (h *Hub) protocolError(err error) *protocol.Error {
 	var pe *protocol.Error
 	switch {
 	case errors.As(err, &pe):
 		return pe
+	case errors.Is(err, broker.ErrUnconfirmed):
+		return protocol.Errorf(protocol.CodeUnavailable, unconfirmedMessage)
 	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, broker.ErrClosed):
 		return protocol.Errorf(protocol.CodeUnavailable, "the message bus is unavailable; nothing was stored, try again")
 	case errors.Is(err, ErrDraining):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 
@@ -40,16 +41,34 @@ func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication)
 	defer cancel()
 	s, err := publishScript.Exec(ctx, b.client, keys, args).ToString()
 	if err != nil {
-		return broker.Position{}, b.fail(op(), ctx, err)
+		return broker.Position{}, b.failPublish(op(), ctx, err)
 	}
 	if err := b.sameGeneration(g); err != nil {
-		return broker.Position{}, fmt.Errorf("%s: %w", op(), err)
+		// The script ran, perhaps with a stale generation: whether the
+		// message survives is not known.
+		return broker.Position{}, fmt.Errorf("%s: %w", op(), errors.Join(broker.ErrUnconfirmed, err))
 	}
 	pos, err := parsePosition(s)
 	if err != nil {
 		return broker.Position{}, fmt.Errorf("%s: %w", op(), err)
 	}
 	return pos, nil
+}
+
+// failPublish is fail for a publish: a connection that failed after it
+// may have sent the script (no dial error, no error reply, not closed)
+// leaves the outcome unknown, which the error says with
+// broker.ErrUnconfirmed.
+func (b *Broker) failPublish(op string, ctx context.Context, err error) error {
+	werr := b.fail(op, ctx, err)
+	if !errors.Is(werr, broker.ErrUnavailable) {
+		return werr
+	}
+	var dial *net.OpError
+	if _, reply := rueidis.IsRedisErr(err); reply || errors.As(err, &dial) && dial.Op == "dial" {
+		return werr // the script did not run
+	}
+	return fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, broker.ErrUnconfirmed, err))
 }
 
 // sameGeneration fails if the server's generation changed since g was
