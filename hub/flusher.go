@@ -38,6 +38,13 @@ func (f *flusher) schedule(sessions ...*Session) {
 		return
 	}
 	f.mu.Lock()
+	if f.head > 0 && f.head >= len(f.ready)/2 {
+		// Under steady load the queue may never run empty: drop the taken
+		// front now and then, so that the slice does not grow for ever.
+		n := copy(f.ready, f.ready[f.head:])
+		clear(f.ready[n:])
+		f.ready, f.head = f.ready[:n], 0
+	}
 	f.ready = append(f.ready, sessions...)
 	start := min(f.max-f.workers, (len(f.ready)-f.head+flushChunk-1)/flushChunk)
 	f.workers += start

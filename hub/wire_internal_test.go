@@ -62,3 +62,26 @@ func TestAppendData(t *testing.T) {
 		t.Errorf("markers only: wrote %d bytes", len(w.buf))
 	}
 }
+
+// TestFlusherQueueCompacts: sessions taken from the front of the ready
+// queue are dropped when more are queued, so that a queue that never runs
+// empty does not grow for ever, and the order is kept.
+func TestFlusherQueueCompacts(t *testing.T) {
+	f := &flusher{} // max 0: no worker starts, the test takes by hand
+	ss := make([]*Session, 5)
+	for i := range ss {
+		ss[i] = &Session{id: string(rune('a' + i))}
+	}
+	f.schedule(ss[:4]...)
+	clear(f.ready[:2]) // what a worker does when it takes two
+	f.head = 2
+	f.schedule(ss[4])
+	if f.head != 0 || len(f.ready) != 3 {
+		t.Fatalf("after taking 2 of 4 and adding 1: head %d, %d queued, want 0 and 3", f.head, len(f.ready))
+	}
+	for i, s := range f.ready {
+		if s != ss[i+2] {
+			t.Fatalf("queue[%d] = %s, want %s", i, s.id, ss[i+2].id)
+		}
+	}
+}
