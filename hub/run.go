@@ -43,6 +43,9 @@ func (h *Hub) run(s *Session, hello *protocol.ClientFrame) {
 // shrink a grown stack to the minimum again.)
 func (h *Hub) awaitFrames(s *Session) {
 	waitReadable(s.raw)
+	// Data arrived: the client is alive, whatever the frame (a pong is
+	// read by the next reader, which may start a little later).
+	s.touch()
 	go h.readFrames(s)
 }
 
