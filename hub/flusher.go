@@ -56,10 +56,8 @@ func (f *flusher) schedule(sessions ...*Session) {
 
 // work flushes queued sessions until there are none left.
 func (f *flusher) work() {
-	w, _ := f.wire.Get().(*wireBatch)
-	if w == nil {
-		w = &wireBatch{buf: make([]byte, 0, 4096)}
-	}
+	w := f.getWire()
+	defer f.putWire(w)
 	var batch [flushChunk]*Session
 	for {
 		f.mu.Lock()
@@ -85,6 +83,18 @@ func (f *flusher) work() {
 			batch[i] = nil
 		}
 	}
+}
+
+// getWire returns a write buffer from the pool.
+func (f *flusher) getWire() *wireBatch {
+	if w, ok := f.wire.Get().(*wireBatch); ok {
+		return w
+	}
+	return &wireBatch{buf: make([]byte, 0, 4096)}
+}
+
+// putWire returns w to the pool unless it grew too big to keep.
+func (f *flusher) putWire(w *wireBatch) {
 	if cap(w.buf) <= maxPooledWire {
 		w.reset()
 		f.wire.Put(w)

@@ -397,7 +397,8 @@ func (s *Session) writeLoop(p *pending) {
 		}
 		s.wrote(p.frames, &p.wire)
 	}
-	w := &wireBatch{}
+	w := s.hub.flusher.getWire()
+	defer s.hub.flusher.putWire(w)
 	for {
 		s.mu.Lock()
 		frames, ping, pong, pongDue := s.takeLocked()
