@@ -23,7 +23,8 @@ func TestProtocol_Transport(t *testing.T) {
 
 	t.Run("batch joins frames with newline", func(t *testing.T) {
 		t.Parallel()
-		srv := wstest.Start(t, switchboard.Config{})
+		// bob sends a join and n publishes: more than the default burst.
+		srv := wstest.Start(t, switchboard.Config{Burst: 1000})
 		bob := wstest.Dial(t, srv.WS, wstest.Hello{User: "bob"})
 		bob.Join("general")
 		const n = 100

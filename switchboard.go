@@ -194,8 +194,9 @@ func New(cfg Config) (*Instance, error) {
 	h.RegisterGauges(reg)
 
 	inst := &Instance{cfg: cfg, broker: b, ownsBroker: ownsBroker, hub: h, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
+	ready, _ := b.(broker.Checker) // the memory broker is always ready
 	inst.api, err = api.New(api.Config{
-		Hub: apiHub{h}, Broker: b, APIKey: cfg.APIKey, Dev: cfg.Dev,
+		Hub: apiHub{h}, Broker: ready, APIKey: cfg.APIKey, Dev: cfg.Dev,
 		Registerer: reg, Gatherer: reg, Logger: cfg.Logger,
 	})
 	if err != nil {

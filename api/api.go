@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-rt/switchboard/broker"
 )
 
 // Defaults of Config fields.
@@ -35,10 +37,6 @@ type readiness interface {
 	Draining() bool
 }
 
-// pinger checks that the broker is reachable.
-type pinger interface {
-	Ready(ctx context.Context) error
-}
 
 // backend is everything the API asks of the instance's hub.
 type backend interface {
@@ -55,9 +53,9 @@ type Config struct {
 	// switchboard passes its *hub.Hub, adapted to report UserStatus.
 	// Required.
 	Hub backend
-	// Broker is checked by /readyz when it can report readiness (has a
-	// Ready(ctx) error method).
-	Broker any
+	// Broker, when set, is asked by /readyz whether the bus can serve;
+	// /readyz answers 503 while it cannot. Nil: only draining is checked.
+	Broker broker.Checker
 	// APIKey is the bearer key every /api/ request must carry. Empty
 	// disables the API (403 on every /api/ route) unless Dev is set.
 	APIKey string
@@ -259,10 +257,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("draining\n"))
 		return
 	}
-	if p, ok := s.cfg.Broker.(pinger); ok {
+	if s.cfg.Broker != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
-		if err := p.Ready(ctx); err != nil {
+		if err := s.cfg.Broker.Ready(ctx); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("broker unavailable\n"))
 			return

@@ -131,10 +131,10 @@ type Handler interface {
 	Reset(room string, pos Position)
 }
 
-// Broker is the bus shared by the instances. All methods are safe for
-// concurrent use. Every method that talks to a remote broker returns an
-// error wrapping ErrUnavailable when it cannot be reached.
-type Broker interface {
+// Rooms is the message path of the bus: publishing into a room's history,
+// live delivery to subscribed handlers, and history reads. It is the role
+// the hub's fan-out and the HTTP API's publish and history routes need.
+type Rooms interface {
 	// Publish stores p in room's history with the room's next offset and
 	// delivers it to every subscribed Handler, on every instance. It returns
 	// only after the message is stored, so its position is safe to ack.
@@ -151,23 +151,34 @@ type Broker interface {
 	// a room that has none, so its answer always names one. A negative
 	// Limit is an error.
 	History(ctx context.Context, room string, q HistoryQuery) (History, error)
+}
 
+// Presence records which sessions are in which rooms, across instances.
+type Presence interface {
 	// AddPresence records a session's presence in room until it is removed
-	// or, on remote brokers, until its instance stops refreshing it.
+	// or, on remote brokers, until its instance stops refreshing it (see
+	// Registry.Heartbeat).
 	AddPresence(ctx context.Context, room string, e PresenceEntry) error
 	// RemovePresence removes a session's presence from room.
 	RemovePresence(ctx context.Context, room, session string) error
 	// Presence lists the sessions present in room, sorted by user, then
 	// session.
 	Presence(ctx context.Context, room string) ([]PresenceEntry, error)
+}
 
-	// SaveSessions records session states for thin-client recovery; each
-	// expires ttl after it was saved.
+// SessionStore keeps session states for thin-client recovery
+// (hello.session).
+type SessionStore interface {
+	// SaveSessions records session states; each expires ttl after it was
+	// saved.
 	SaveSessions(ctx context.Context, ttl time.Duration, states ...SessionState) error
 	// LoadSession returns a saved session state or an error wrapping
 	// ErrNotFound.
 	LoadSession(ctx context.Context, id string) (SessionState, error)
+}
 
+// Registry is the list of live instances.
+type Registry interface {
 	// Heartbeat records info in the instance registry and refreshes the
 	// expiry of this instance's presence entries.
 	Heartbeat(ctx context.Context, info InstanceInfo) error
@@ -175,7 +186,24 @@ type Broker interface {
 	Deregister(ctx context.Context, id string) error
 	// Instances lists the live instances, sorted by id.
 	Instances(ctx context.Context) ([]InstanceInfo, error)
+}
 
+// Broker is the bus shared by the instances: every role above, and Close.
+// Code that needs one role asks for that role's interface only. All
+// methods are safe for concurrent use. Every method that talks to a remote
+// broker returns an error wrapping ErrUnavailable when it cannot be
+// reached.
+type Broker interface {
+	Rooms
+	Presence
+	SessionStore
+	Registry
 	// Close releases the broker's connections. Subscriptions end.
 	Close(ctx context.Context) error
+}
+
+// Checker is an optional capability of a broker: Ready reports whether it
+// can serve now (connected, its live path working). /readyz asks it.
+type Checker interface {
+	Ready(ctx context.Context) error
 }

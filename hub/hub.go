@@ -33,6 +33,16 @@ const (
 // ErrDraining is returned for work refused because the hub is draining.
 var ErrDraining = errors.New("hub: draining")
 
+// Broker is what a hub asks of the bus: the rooms' message path, presence,
+// session states and the instance registry. Every broker.Broker satisfies
+// it; the hub never closes it.
+type Broker interface {
+	broker.Rooms
+	broker.Presence
+	broker.SessionStore
+	broker.Registry
+}
+
 // Verifier checks a token and returns its claims.
 type Verifier interface {
 	Verify(token string) (auth.Claims, error)
@@ -41,7 +51,7 @@ type Verifier interface {
 // Config configures a Hub. The zero value of each field means its default.
 type Config struct {
 	// Broker carries every message. Required.
-	Broker broker.Broker
+	Broker Broker
 	// Verifier checks hello and refresh tokens. Nil accepts no token, so
 	// only Dev mode can admit anyone.
 	Verifier Verifier
@@ -150,7 +160,7 @@ func (c *Config) setDefaults() error {
 // Run, and end it with Drain.
 type Hub struct {
 	cfg     Config
-	broker  broker.Broker
+	broker  Broker
 	log     *slog.Logger
 	metrics *Metrics
 	started time.Time

@@ -197,7 +197,10 @@ type Broker struct {
 	presenceKeyTTL time.Duration
 }
 
-var _ broker.Broker = (*Broker)(nil)
+var (
+	_ broker.Broker  = (*Broker)(nil)
+	_ broker.Checker = (*Broker)(nil)
+)
 
 // New connects to Redis and returns a Broker configured by cfg. It fails,
 // with an error wrapping broker.ErrUnavailable, if Redis cannot be reached
