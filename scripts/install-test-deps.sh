@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian machine: redis-server
-# (the tests start their own throwaway servers), Chromium (the browser tests)
-# and a pinned staticcheck.
+# (the tests start their own throwaway servers, Sentinels included:
+# redis-server --sentinel), redis-cli (which builds the test clusters),
+# Chromium (the browser tests) and a pinned staticcheck.
 set -euo pipefail
 
 # Debian packages the tests need, by the command that shows they are there.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
