@@ -262,7 +262,7 @@ func TestBroker_ManyRoomsResubscribe(t *testing.T) {
 // pubsubChannels counts the room channels with subscribers under prefix.
 func pubsubChannels(s *redistest.Server, prefix string) (int, error) {
 	// redistest.Do returns the first line of an array reply: "*<count>".
-	line, err := s.Do("PUBSUB", "CHANNELS", prefix+":{*}:ch")
+	line, err := s.Do("PUBSUB", "SHARDCHANNELS", prefix+":{*}:ch")
 	if err != nil {
 		return 0, err
 	}
