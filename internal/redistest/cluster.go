@@ -309,3 +309,57 @@ func (c *Cluster) WaitMaster(replica *Server) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// MoveSlot migrates slot, with its keys, to the master to, as resharding
+// does (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE).
+func (c *Cluster) MoveSlot(slot int, to *Server) {
+	c.t.Helper()
+	nodes, err := c.Topology()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var src *Server
+	var srcID, dstID string
+	for _, n := range nodes {
+		if n.Addr == to.Addr {
+			dstID = n.ID
+		}
+		if !n.Master || n.Failed {
+			continue
+		}
+		for _, r := range n.Slots {
+			if slot >= r[0] && slot <= r[1] {
+				src, srcID = c.server(n.Addr), n.ID
+			}
+		}
+	}
+	if src == nil || dstID == "" {
+		c.t.Fatalf("move slot %d to %s: owner or target unknown", slot, to.Addr)
+	}
+	if src == to {
+		return
+	}
+	s := strconv.Itoa(slot)
+	must := func(srv *Server, args ...string) []string {
+		c.t.Helper()
+		out, err := srv.Strings(args...)
+		if err != nil {
+			c.t.Fatalf("%s on %s: %v", strings.Join(args, " "), srv.Addr, err)
+		}
+		return out
+	}
+	masters := c.Masters()
+	must(to, "CLUSTER", "SETSLOT", s, "IMPORTING", srcID)
+	must(src, "CLUSTER", "SETSLOT", s, "MIGRATING", dstID)
+	host, port, _ := strings.Cut(to.Addr, ":")
+	for {
+		keys := must(src, "CLUSTER", "GETKEYSINSLOT", s, "100")
+		if len(keys) == 0 {
+			break
+		}
+		must(src, append([]string{"MIGRATE", host, port, "", "0", "5000", "KEYS"}, keys...)...)
+	}
+	for _, m := range masters {
+		must(m, "CLUSTER", "SETSLOT", s, "NODE", dstID)
+	}
+}
