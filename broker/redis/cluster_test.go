@@ -237,7 +237,10 @@ func testSlowShard(t *testing.T, c *redistest.Cluster) {
 	waitFor(t, hs, first)
 
 	slept := make(chan error, 1)
-	go func() { _, err := masters[0].Do("DEBUG", "SLEEP", strconv.FormatFloat(sleep.Seconds(), 'f', -1, 64)); slept <- err }()
+	go func() {
+		_, err := masters[0].Do("DEBUG", "SLEEP", strconv.FormatFloat(sleep.Seconds(), 'f', -1, 64))
+		slept <- err
+	}()
 	if !eventually(t, time.Second, func() bool { return !answersWithin(masters[0].Addr, 50*time.Millisecond) }) {
 		t.Fatal("the master did not fall asleep")
 	}
