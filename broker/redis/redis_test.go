@@ -21,11 +21,14 @@ import (
 )
 
 // TestMain fails the run if goroutines outlive the tests: every Broker must
-// stop its own (and rueidis's) when closed. One goroutine of rueidis's
-// cluster client is let go: after the cluster's topology changed it closes
-// the replaced connections five seconds later, closed client or not.
+// stop its own (and rueidis's) when closed. Two timers of rueidis's
+// cluster client are let go, closed client or not: after the cluster's
+// topology changed it closes the replaced connections five seconds later,
+// and after an error it refreshes the topology up to a second later.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
 }
 
 var prefixes atomic.Int64

@@ -1,11 +1,67 @@
 package redis
 
-import "github.com/redis/rueidis"
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
 
-// The Lua scripts. rueidis runs them with EVALSHA and falls back to EVAL
-// when Redis answers NOSCRIPT (after a restart, for instance). Every
-// number they take is a decimal string; Lua prints whole numbers below
-// 10^14 exactly, which bounds offsets and millisecond times comfortably.
+	"github.com/redis/rueidis"
+)
+
+// The Lua scripts. They run with EVALSHA, and EVAL when Redis answers
+// NOSCRIPT (after a restart, for instance). Every number they take is a
+// decimal string; Lua prints whole numbers below 10^14 exactly, which
+// bounds offsets and millisecond times comfortably.
+
+// script is a Lua script. rueidis's own Lua type would do for one call,
+// but its ExecMulti first loads the script on every node of a cluster, and
+// retries that: one dead master holds up every pipelined batch (catch-up
+// reads, presence rewrites) until the call's deadline, even of rooms on
+// other shards.
+type script struct {
+	src, sha string
+}
+
+func newScript(src string) *script {
+	sum := sha1.Sum([]byte(src))
+	return &script{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+// Exec runs the script once.
+func (s *script) Exec(ctx context.Context, c rueidis.Client, keys, args []string) rueidis.RedisResult {
+	r := c.Do(ctx, c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	if err, ok := rueidis.IsRedisErr(r.Error()); ok && err.IsNoScript() {
+		r = c.Do(ctx, c.B().Eval().Script(s.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	}
+	return r
+}
+
+// ExecMulti runs the script once per exec, pipelined (on a cluster, each
+// to the node that serves its keys), and answers in order.
+func (s *script) ExecMulti(ctx context.Context, c rueidis.Client, execs ...rueidis.LuaExec) []rueidis.RedisResult {
+	cmds := make(rueidis.Commands, len(execs))
+	for i, e := range execs {
+		cmds[i] = c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+	}
+	res := c.DoMulti(ctx, cmds...)
+	var again []int
+	for i, r := range res {
+		if err, ok := rueidis.IsRedisErr(r.Error()); ok && err.IsNoScript() {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		cmds = cmds[:0]
+		for _, i := range again {
+			e := execs[i]
+			cmds = append(cmds, c.B().Eval().Script(s.src).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build())
+		}
+		for j, r := range c.DoMulti(ctx, cmds...) {
+			res[again[j]] = r
+		}
+	}
+	return res
+}
 
 // ensureEpoch is shared by the scripts that read or write a room's stream.
 // It returns the room's epoch and offset, first starting a new epoch at
@@ -51,7 +107,7 @@ end
 // idempotency key is known, else the new message's. The channel shares the
 // room's hash slot, so SPUBLISH reaches the subscribers of the shard that
 // owns the room (and, on one Redis, every subscriber).
-var publishScript = rueidis.NewLuaScript(ensureEpoch + `
+var publishScript = newScript(ensureEpoch + `
 if KEYS[3] then
   local first = redis.call('GET', KEYS[3])
   if first then return first end
@@ -76,7 +132,7 @@ return pos
 //
 // KEYS: meta, log
 // ARGV: candidate epoch, history TTL ms
-var positionScript = rueidis.NewLuaScript(ensureEpoch + `
+var positionScript = newScript(ensureEpoch + `
 local epoch, offset = ensure(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 return epoch .. '\n' .. offset
 `)
@@ -93,7 +149,7 @@ return epoch .. '\n' .. offset
 //
 // When the room's epoch is not the expected one, "after" counts from the
 // epoch's start. It answers {"<epoch>\n<offset>", {envelope, ...}}.
-var historyScript = rueidis.NewLuaScript(ensureEpoch + `
+var historyScript = newScript(ensureEpoch + `
 local epoch, offset = ensure(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 local pos = epoch .. '\n' .. offset
 local after = tonumber(ARGV[5])
@@ -165,7 +221,7 @@ end
 //
 // KEYS: liveness sorted set
 // ARGV: incarnation
-var registerScript = rueidis.NewLuaScript(nowMillis + `
+var registerScript = newScript(nowMillis + `
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 return 1
 `)
@@ -175,7 +231,7 @@ return 1
 //
 // KEYS: liveness sorted set
 // ARGV: presence TTL ms, incarnation, candidate incarnation
-var touchScript = rueidis.NewLuaScript(nowMillis + presenceLive + keepAlive + `
+var touchScript = newScript(nowMillis + presenceLive + keepAlive + `
 return keep(KEYS[1], ARGV[2], ARGV[3], ARGV[1])
 `)
 
@@ -186,7 +242,7 @@ return keep(KEYS[1], ARGV[2], ARGV[3], ARGV[1])
 //
 // KEYS: room presence hash
 // ARGV: key TTL ms, then pairs of session, "user\0instance\0incarnation"
-var presenceAddScript = rueidis.NewLuaScript(`
+var presenceAddScript = newScript(`
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
@@ -197,7 +253,7 @@ return 1
 //
 // KEYS: liveness sorted set
 // ARGV: presence TTL ms, incarnations
-var liveScript = rueidis.NewLuaScript(nowMillis + presenceLive + `
+var liveScript = newScript(nowMillis + presenceLive + `
 local out = {}
 for i = 2, #ARGV do
   if alive(KEYS[1], ARGV[i], ARGV[1]) then out[i - 1] = 1 else out[i - 1] = 0 end
@@ -211,7 +267,7 @@ return out
 //
 // KEYS: room presence hash
 // ARGV: the number n of dead incarnations, the n incarnations, then sessions
-var pruneScript = rueidis.NewLuaScript(`
+var pruneScript = newScript(`
 local dead = {}
 local n = tonumber(ARGV[1])
 for i = 2, n + 1 do dead[ARGV[i]] = true end
@@ -238,7 +294,7 @@ return gone
 // KEYS: instances hash, heartbeats sorted set, liveness sorted set (all
 // with one hash tag, so that they share a cluster slot)
 // ARGV: instance id, info JSON, TTL ms, incarnation, candidate incarnation
-var heartbeatScript = rueidis.NewLuaScript(nowMillis + pruneExpired + presenceLive + keepAlive + `
+var heartbeatScript = newScript(nowMillis + pruneExpired + presenceLive + keepAlive + `
 local limit = now - tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
@@ -253,7 +309,7 @@ return inc
 //
 // KEYS: instances hash, heartbeats sorted set
 // ARGV: TTL ms
-var instancesScript = rueidis.NewLuaScript(nowMillis + pruneExpired + `
+var instancesScript = newScript(nowMillis + pruneExpired + `
 prune(KEYS[1], KEYS[2], now - tonumber(ARGV[1]))
 return redis.call('HGETALL', KEYS[1])
 `)
