@@ -119,10 +119,12 @@ func (b *Broker) askRefresh() {
 }
 
 // watchTopology follows the cluster's topology: it reads it when asked
-// (a shard lost its connection or saw a redirection), every probe interval
-// while a shard is down, and every tenth interval otherwise.
+// (a shard lost its connection or saw a redirection), every quarter probe
+// interval while a shard is down (so that rooms move to a promoted replica
+// soon after the cluster has promoted it), and every tenth interval
+// otherwise.
 func (b *Broker) watchTopology(ctx context.Context) {
-	tick := time.NewTicker(b.cfg.ProbeInterval)
+	tick := time.NewTicker(max(b.cfg.ProbeInterval/4, time.Millisecond))
 	defer tick.Stop()
 	n := 0
 	for {
@@ -132,7 +134,7 @@ func (b *Broker) watchTopology(ctx context.Context) {
 		case <-b.refreshes:
 		case <-tick.C:
 			n++
-			if n%10 != 0 && b.allLive() {
+			if n%40 != 0 && b.allLive() {
 				continue
 			}
 		}
