@@ -57,7 +57,8 @@ func (s *Sentinel) startSentinel(host, port string) *Server {
 			"dir " + srv.dir,
 			fmt.Sprintf("sentinel monitor %s %s %s 2", s.Master, host, port),
 			fmt.Sprintf("sentinel down-after-milliseconds %s %d", s.Master, SentinelDownAfter.Milliseconds()),
-			fmt.Sprintf("sentinel failover-timeout %s 10000", s.Master),
+			// A failed election is tried again after twice this.
+			fmt.Sprintf("sentinel failover-timeout %s 3000", s.Master),
 			"",
 		}, "\n")
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
