@@ -236,6 +236,8 @@ type Broker struct {
 	// entries, and two processes given one id do not share liveness. It
 	// changes when Redis finds it lapsed (see keepAlive).
 	incarnation atomic.Pointer[string]
+	// keptAt is when Redis last confirmed the incarnation live (unix ns).
+	keptAt atomic.Int64
 
 	closed atomic.Bool
 	cancel context.CancelFunc

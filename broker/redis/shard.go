@@ -238,12 +238,13 @@ func (s *shard) connect(ctx context.Context) error {
 	s.markerSeen.Store(time.Now().UnixNano())
 	s.live.Store(true)
 	s.resync(ctx, rooms)
-	// The server may have lost presence entries (a restart without
-	// persistence, a failover that lost writes): write them again.
-	s.b.requestRestore()
 	s.b.log.Info("pub/sub connected", "shard", s.name(), "rooms", len(rooms))
 	select {
 	case <-s.started:
+		// A reconnection: the server may have lost presence entries (a
+		// restart without persistence, a failover that lost writes), so
+		// they are written again.
+		s.b.requestRestore()
 	default:
 		close(s.started)
 	}

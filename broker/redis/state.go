@@ -41,6 +41,7 @@ func (b *Broker) register(ctx context.Context) error {
 	if err := registerScript.Exec(ctx, b.client, []string{b.liveKey}, []string{b.currentIncarnation()}).Error(); err != nil {
 		return b.fail("register presence incarnation", ctx, err)
 	}
+	b.keptAt.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -63,6 +64,7 @@ func (b *Broker) touch(ctx context.Context) (string, bool, error) {
 // It reports whether used had lapsed, so that next replaced it: readers
 // may have removed used's entries, which must be written again under next.
 func (b *Broker) keptAlive(used, next string) bool {
+	b.keptAt.Store(time.Now().UnixNano())
 	if used == next {
 		return false
 	}
@@ -123,13 +125,21 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 	defer b.rewriteMu.RUnlock()
 	// The incarnation first: readers must find it live once the entry
 	// names it. (On a cluster the two keys may live on different shards.)
-	inc, switched, err := b.touch(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+	// Redis confirmed it a moment ago? Then it is live: it lapses only
+	// after a PresenceTTL without keep-alive. Not asking again spares the
+	// liveness set's shard a write per join. (Should Redis have lost the
+	// set meanwhile, the next Heartbeat, or the reconnection that follows
+	// a failover, writes every entry again.)
+	inc, switched := b.currentIncarnation(), false
+	if time.Since(time.Unix(0, b.keptAt.Load())) > b.cfg.PresenceTTL/3 {
+		var err error
+		if inc, switched, err = b.touch(ctx); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
 	}
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
-	err = presenceAddScript.Exec(ctx, b.client, []string{b.presenceKey(room)},
+	err := presenceAddScript.Exec(ctx, b.client, []string{b.presenceKey(room)},
 		[]string{b.presenceKeyTTLms, e.Session, storedPresence(value, inc)}).Error()
 	if err != nil {
 		return b.fail(op, ctx, err)
@@ -341,14 +351,16 @@ func (b *Broker) restore(ctx context.Context, n uint64) error {
 	// The requests made so far are answered by writes made from now on:
 	// entries added later write themselves.
 	start := b.restoreWanted.Load()
-	// The entries are written under a live incarnation: a lapsed one is
-	// replaced first.
-	if _, _, err := b.touch(ctx); err != nil {
-		return err
-	}
 	b.presenceMu.Lock()
 	rooms := slices.Clone(b.renewOrder)
 	b.presenceMu.Unlock()
+	// The entries are written under a live incarnation: a lapsed one is
+	// replaced first.
+	if len(rooms) > 0 {
+		if _, _, err := b.touch(ctx); err != nil {
+			return err
+		}
+	}
 	if err := b.rewrite(ctx, rooms); err != nil {
 		return err
 	}
