@@ -265,8 +265,8 @@ func (f *failoverRun) run(t *testing.T, failed func(room string) bool, fail func
 			stallOther = max(stallOther, gap)
 		}
 	}
-	t.Logf("takeover after %v; %d publishes refused meanwhile; longest pause in delivery to m-A: %v in the failed primary's rooms, %v in the others",
-		took.Round(time.Millisecond), refused, stallFailed.Round(time.Millisecond), stallOther.Round(time.Millisecond))
+	t.Logf("%s: takeover after %v; %d publishes refused meanwhile; longest pause in delivery to m-A: %v in the failed primary's rooms, %v in the others",
+		t.Name(), took.Round(time.Millisecond), refused, stallFailed.Round(time.Millisecond), stallOther.Round(time.Millisecond))
 }
 
 // reconnectRetrying is reconnect for a client that retries while the
