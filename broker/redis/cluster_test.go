@@ -77,6 +77,20 @@ func TestCluster(t *testing.T) {
 		})
 	})
 
+	t.Run("ModeMustMatch", func(t *testing.T) {
+		// A cluster node without Cluster, and one Redis with it, are
+		// refused at once.
+		if b, err := New(t.Context(), Config{URL: c.Nodes[0].URL()}); err == nil {
+			_ = b.Close(t.Context())
+			t.Error("New on a cluster node without Config.Cluster succeeded")
+		}
+		single := redistest.Start(t)
+		if b, err := New(t.Context(), Config{URL: single.URL(), Cluster: true}); err == nil {
+			_ = b.Close(t.Context())
+			t.Error("New on one Redis with Config.Cluster succeeded")
+		}
+	})
+
 	t.Run("SlotsAreRedis's", func(t *testing.T) {
 		b := openCluster(t, c, Config{})
 		for _, room := range []string{"a", "general", "@alice", "$control", "room-42"} {
