@@ -146,7 +146,7 @@ start_instances() {
 	P2=$PORT
 	for p in "$P1" "$P2"; do
 		"$BIN" serve --listen "127.0.0.1:$p" "$@" --jwt-secret "$SECRET" --api-key "$APIKEY" \
-			--log-level error >>"$OUT/servers.log" 2>&1 &
+			--log-level "${LOG_LEVEL:-error}" >>"$OUT/servers.log" 2>&1 &
 		PIDS+=($!)
 	done
 	S1=${PIDS[-2]}
