@@ -231,6 +231,9 @@ func (s *shard) connect(ctx context.Context) error {
 		channels = append(channels, s.b.channel(room))
 	}
 	if err := s.subscribe(ctx, dc, channels); err != nil {
+		s.subMu.Lock()
+		clear(s.subscribed)
+		s.subMu.Unlock()
 		s.closing.Go(dc.Close)
 		return err
 	}
@@ -458,9 +461,10 @@ func (s *shard) probeTick(ctx context.Context) {
 	}
 }
 
-// redirect reports whether err is a MOVED or ASK reply.
+// redirect reports whether err wraps a MOVED or ASK reply.
 func redirect(err error) (string, bool) {
-	if rerr, ok := rueidis.IsRedisErr(err); ok {
+	var rerr *rueidis.RedisError
+	if errors.As(err, &rerr) {
 		return rerr.IsRedirect()
 	}
 	return "", false
