@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/demo"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // Version is the release of this build, set with -ldflags at link time.
@@ -186,7 +187,7 @@ func New(cfg Config) (*Instance, error) {
 		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes,
 		HelloTimeout: cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
 		HistorySize: cfg.HistorySize, NoDirect: cfg.NoDirect,
-		Metrics: hub.NewMetrics(reg), Logger: cfg.Logger,
+		Metrics: hub.NewMetrics(reg), TransportMetrics: transport.NewMetrics(reg), Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("switchboard: %w", err)
