@@ -34,8 +34,12 @@ lint:
 ## unit: every Go test with the race detector; tests that need redis-server fail instead of skipping.
 ## One package at a time (-p 1): the process and chaos tests load both cores, and timing-sensitive
 ## tests of other packages should not compete with them.
+## The delivery, close and slow-reader tests run a second time over TLS (wss://), which takes the
+## blocking-writer path of package transport instead of direct writes.
 unit:
 	SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 20m ./...
+	SWITCHBOARD_TEST_TLS=1 SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 10m \
+	  -run '^(TestDelivery_|TestProtocol_Delivery|TestProtocol_CloseCodes|TestWire_|TestHub_)' . ./hub/
 
 ## browser: the demo page in Debian's Chromium, driven by playwright-core
 browser:

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -68,7 +67,7 @@ func startHub(t testing.TB, cfg hub.Config) (*hub.Hub, string) {
 	if err != nil {
 		t.Fatalf("hub.New: %v", err)
 	}
-	srv := httptest.NewServer(h)
+	srv := wstest.NewServer(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- h.Run(ctx) }()
@@ -86,7 +85,7 @@ func startHub(t testing.TB, cfg hub.Config) (*hub.Hub, string) {
 		srv.Close()
 		_ = b.Close(context.Background())
 	})
-	return h, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	return h, wstest.WSURL(srv.URL, "/ws")
 }
 
 // dialJoined opens n sessions (odd ones in batch mode) joined to room, a

@@ -12,9 +12,11 @@ import (
 	"github.com/switchboard-rt/switchboard/transport"
 )
 
-// replayPage is how many missed messages a recovery reads from the broker
-// at a time: a recovery holds at most one page besides what its send queue
-// holds, however long the history.
+// replayPage is the most missed messages a recovery reads from the broker
+// at a time. Pages are smaller when messages are large: a page is sized to
+// the room left in the session's send queue, so that the page in memory
+// and the queue together stay within the queue's bound, however long the
+// history.
 const replayPage = 32
 
 // joining is a join between its broker work and its frames.
@@ -96,7 +98,7 @@ func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *p
 			j.start, err = h.broker.Position(ctx, name)
 		} else {
 			var hist broker.History
-			hist, err = h.broker.History(ctx, name, broker.HistoryQuery{After: since.Offset, Limit: replayPage})
+			hist, err = h.broker.History(ctx, name, broker.HistoryQuery{After: since.Offset, Limit: h.pageLimit(s.conn.Free(), int(h.cfg.MaxFrameBytes))})
 			j.start = hist.Position
 			if err == nil && continuous(*since, hist) {
 				j.recovered, j.missed, j.last = true, hist.Messages, since.Offset
@@ -214,19 +216,26 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 func (h *Hub) replay(s *Session, j *joining) bool {
 	page := j.missed
 	j.missed = nil
+	largest := int(h.cfg.MaxFrameBytes) // until a page shows the sizes
 	for {
-		for _, m := range page {
+		for i, m := range page {
+			largest = max(largest, len(m.Data)+frameOverhead)
 			if !s.conn.SendWait(transport.Frame{Data: encodeMessage(m), Ref: m}) {
 				return false
 			}
+			page[i] = nil // sent: the queue holds its frame now
 			h.metrics.delivered(1)
 			j.last = m.Offset
 		}
 		if j.last >= j.start.Offset {
 			return true
 		}
+		free, ok := s.conn.WaitRoom(largest)
+		if !ok {
+			return false
+		}
 		ctx, done := s.call(false)
-		hist, err := h.broker.History(ctx, j.r.name, broker.HistoryQuery{After: j.last, Limit: replayPage})
+		hist, err := h.broker.History(ctx, j.r.name, broker.HistoryQuery{After: j.last, Limit: h.pageLimit(free, largest)})
 		canceled := ctx.Err() == context.Canceled
 		done()
 		switch {
@@ -245,7 +254,18 @@ func (h *Hub) replay(s *Session, j *joining) bool {
 			// Published after the join read its start: those come live.
 			page = page[:sortSearch(page, j.start.Offset)]
 		}
+		largest = 0
 	}
+}
+
+// frameOverhead bounds what a message frame adds to its data: the type,
+// room, epoch, offset, from and ts fields.
+const frameOverhead = 512
+
+// pageLimit is how many messages of up to largest bytes the next replay
+// page may hold with free bytes of room in the send queue: at least one.
+func (h *Hub) pageLimit(free, largest int) int {
+	return max(1, min(replayPage, free/max(largest, 1)))
 }
 
 // sortSearch returns how many messages of page have an offset of at most
@@ -272,6 +292,10 @@ func (h *Hub) welcome(s *Session, hello *protocol.ClientFrame) error {
 		}
 	}
 	var refused []error
+	for room, err := range hello.ResumeErrors {
+		refused = append(refused, err)
+		delete(resume, room) // the client's own (bad) position wins over the saved one
+	}
 	for room, pos := range hello.Resume {
 		if err := protocol.CheckResume(room, pos); err != nil {
 			refused = append(refused, err)

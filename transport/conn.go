@@ -203,27 +203,49 @@ func (c *Conn) enqueue(f Frame) (ok, kick bool) {
 // Config.WriteTimeout closes the connection with 4008. It returns false
 // when f was not queued because the connection is not open or was closed.
 func (c *Conn) SendWait(f Frame) bool {
-	size := f.size()
+	if _, ok := c.wait(f.size(), &f); !ok {
+		return false
+	}
+	return true
+}
+
+// WaitRoom waits, as SendWait does, until the send queue has room for n
+// bytes (or is empty), and returns how many bytes it has room for then:
+// a reader of a long answer (a replay read page by page) sizes its next
+// page by it, so that the page in memory and the queue together stay
+// within the queue's bound. ok is false when the connection is not open.
+func (c *Conn) WaitRoom(n int) (free int, ok bool) {
+	return c.wait(n, nil)
+}
+
+// wait waits for room for size bytes, then queues f if it is not nil, and
+// returns the room left.
+func (c *Conn) wait(size int, f *Frame) (free int, ok bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
+	budget := c.srv.cfg.SendQueueBytes
 	for {
 		c.mu.Lock()
 		if c.state != stateOpen {
 			c.mu.Unlock()
-			return false
+			return 0, false
 		}
-		if c.queued == 0 || c.queued+size <= c.srv.cfg.SendQueueBytes {
-			c.pushLocked(f, size)
-			kick := c.claimLocked()
+		if c.queued == 0 || c.queued+size <= budget {
+			kick := false
+			if f != nil {
+				c.pushLocked(*f, size)
+				kick = c.claimLocked()
+			}
+			free = max(0, budget-c.queued)
 			c.mu.Unlock()
 			if kick {
 				c.kick()
 			}
-			return true
+			return free, true
 		}
 		if c.space == nil {
 			c.space = make(chan struct{})
@@ -243,9 +265,16 @@ func (c *Conn) SendWait(f Frame) bool {
 				c.srv.metrics.overflow(false)
 				c.closed(CloseSlowConsumer)
 			}
-			return false
+			return 0, false
 		}
 	}
+}
+
+// Free returns how many bytes the send queue has room for now.
+func (c *Conn) Free() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(0, c.srv.cfg.SendQueueBytes-c.queued)
 }
 
 // pushLocked appends f to the queue. c.mu must be held.
