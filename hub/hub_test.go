@@ -19,7 +19,9 @@ import (
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
-// TestMain fails the run if goroutines of the hub outlive the tests.
+// TestMain fails the run if goroutines of the hub or of its connections
+// (package transport: readers, writers, the flusher, the epoll poller)
+// outlive the tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
@@ -40,7 +42,8 @@ func hubGoroutines(timeout time.Duration) string {
 		buf = buf[:runtime.Stack(buf, true)]
 		var leaked []string
 		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "switchboard/hub.") && !strings.Contains(g, "hubGoroutines") {
+			ours := strings.Contains(g, "switchboard/hub.") || strings.Contains(g, "switchboard/transport.")
+			if ours && !strings.Contains(g, "hubGoroutines") {
 				leaked = append(leaked, g)
 			}
 		}
@@ -147,7 +150,10 @@ func readMessages(t *testing.T, conns []*wstest.Conn, n int) [][][]byte {
 		wg.Go(func() {
 			ws := c.WS()
 			for len(got[i]) < n {
-				_ = ws.SetReadDeadline(time.Now().Add(wstest.Timeout))
+				// A thousand readers under -race on a loaded machine may
+				// wait their turn for seconds: patience, not latency, is
+				// what this checks.
+				_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 				_, b, err := ws.ReadMessage()
 				if err != nil {
 					errs <- fmt.Errorf("session %d after %d messages: %w", i, len(got[i]), err)

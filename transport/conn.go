@@ -96,6 +96,12 @@ type Conn struct {
 	started atomic.Int64
 	// early holds bytes the client sent right after its handshake.
 	early []byte
+	// fd is the socket's descriptor for the poller, or -1. registered is
+	// set once the poller knows the connection (the reading side's);
+	// parked is set while it waits there for input.
+	fd         int
+	registered bool
+	parked     atomic.Bool
 
 	mu      sync.Mutex
 	state   state
@@ -448,6 +454,11 @@ func (c *Conn) closeNet() {
 	}
 	c.mu.Unlock()
 	_ = c.nc.Close()
+	if c.parked.CompareAndSwap(true, false) {
+		// A closed socket leaves the epoll set without an event: read it
+		// here, so that the reader sees the end.
+		go c.readLoop()
+	}
 	if wasOpen {
 		c.h.Closing()
 	}
@@ -503,7 +514,7 @@ func (c *Conn) readLoop() {
 		case err == nil:
 		case errors.Is(err, errWouldBlock):
 			readBuffers.Put(bufp)
-			go c.park()
+			c.idle()
 			return
 		default:
 			readBuffers.Put(bufp)
@@ -517,6 +528,22 @@ func (c *Conn) readLoop() {
 // goroutine rather than in a blocking read.
 func (c *Conn) parks() bool { return shallowWait && c.raw != nil }
 
+// idle waits for the socket's next input without a goroutine: the shared
+// epoll poller starts a reader when input comes. Without the poller a
+// goroutine parks instead.
+func (c *Conn) idle() {
+	p := sharedPoller()
+	if p == nil || c.fd < 0 {
+		go c.park()
+		return
+	}
+	if err := p.arm(c); err != nil && c.parked.CompareAndSwap(true, false) {
+		// The socket was closed under us (or epoll refused it): the
+		// reader finds out and ends the connection.
+		go c.readLoop()
+	}
+}
+
 // park waits until the socket has input, then reads it on a fresh
 // goroutine. Its call chain is short, so the goroutine parked here keeps
 // the minimal stack: that stack is all an idle connection holds. (A reader
@@ -529,6 +556,9 @@ func (c *Conn) park() {
 // end finishes a connection whose input ended.
 func (c *Conn) end() {
 	c.closeNet()
+	if p := sharedPoller(); p != nil {
+		p.remove(c)
+	}
 	c.r.releaseBuffers()
 	c.h.Closed()
 	c.srv.conns.Add(-1)

@@ -118,14 +118,35 @@ func (s *Server) Open(nc net.Conn, early []byte, h Handler) *Conn {
 		// when it is a slow consumer.
 		_ = tc.SetWriteBuffer(min(max(s.cfg.SendQueueBytes, minSocketBuffer), maxSocketBuffer))
 	}
+	c.fd = -1
 	if tcp == nc {
 		c.raw = rawConn(nc)
+		if c.parks() {
+			c.fd = fdOf(c)
+		}
 	}
 	if s.cfg.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst)
 	}
 	c.touch()
 	return c
+}
+
+// The poller is the process's: one epoll set for the idle connections of
+// every Server, with a goroutine only while some are registered.
+var (
+	pollerOnce sync.Once
+	thePoller  *poller
+)
+
+// sharedPoller returns the process's poller, or nil where there is none.
+func sharedPoller() *poller {
+	pollerOnce.Do(func() {
+		if p, err := newPoller(); err == nil {
+			thePoller = p
+		}
+	})
+	return thePoller
 }
 
 // Conns returns the number of started connections whose reading has not
