@@ -119,3 +119,51 @@ func TestRun_RoomsInChildProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestRun_ContinuousWithWarmupAndReceivers runs the issue-15 shape on a
+// small scale: a warm-up, steps back to back, API publishing from a few
+// workers, and each receiver mode.
+func TestRun_ContinuousWithWarmupAndReceivers(t *testing.T) {
+	t.Parallel()
+	for _, recv := range []string{ReceivePooled, ReceiveScan, ReceiveDecode} {
+		t.Run(recv, func(t *testing.T) {
+			t.Parallel()
+			srv := wstest.Start(t, switchboard.Config{})
+			res, err := Run(t.Context(), Config{
+				Workload: Fanout, URLs: []string{srv.WS}, Rooms: 1, Members: 10, Receiver: recv,
+				Ladder: []float64{20, 40}, Duration: 500 * time.Millisecond, Warmup: 500 * time.Millisecond, WarmupRate: 10,
+				Continuous: true, APIWorkers: 4, Drain: 300 * time.Millisecond, Batch: true, Quiet: true,
+				ServerPIDs: []int{os.Getpid()}, BrokerPIDs: []int{os.Getpid()},
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Steps) != 3 || !res.Steps[0].Warmup || res.Steps[1].Warmup || res.Steps[0].Rate != 10 {
+				t.Fatalf("steps %+v, want the warm-up at 10/s then 2 steps", res.Steps)
+			}
+			for _, st := range res.Steps {
+				want := int64(st.Rate / 2) // half-second steps
+				if st.Acked != want || st.Missed != 0 || st.Expected != want*10 || st.Received != want*10 || st.Lost != 0 || st.Dups != 0 {
+					t.Errorf("step %v/s: acked %d skipped %d expected %d received %d lost %d dups %d; want %d acked, all delivered",
+						st.Rate, st.Acked, st.Missed, st.Expected, st.Received, st.Lost, st.Dups, want)
+				}
+				if st.AcceptedPerSec != st.Rate {
+					t.Errorf("step %v/s: accepted %v/s", st.Rate, st.AcceptedPerSec)
+				}
+				if st.PublishLatency == nil || st.PublishLatency.Count != st.Acked {
+					t.Errorf("step %v/s: publish latency %+v, want one round trip per publish", st.Rate, st.PublishLatency)
+				}
+				// CPU time comes in 10 ms ticks: a short step may show none.
+				if st.DeliveredPerSec <= 0 || (st.ServerCPU > 0 && (st.PerCoreSecond <= 0 || st.PerCoreSecondWithBroker <= 0)) || st.DrainSeconds != 0 {
+					t.Errorf("step %v/s: deliveries/s %v, per core-s %v / %v, drain %v", st.Rate, st.DeliveredPerSec, st.PerCoreSecond, st.PerCoreSecondWithBroker, st.DrainSeconds)
+				}
+			}
+			if res.Summary.PeakRate == 10 {
+				t.Errorf("the warm-up counts in the summary: %+v", res.Summary)
+			}
+			if len(res.Notes) != 0 || len(res.Warnings) != 0 {
+				t.Errorf("notes %v warnings %v, want none", res.Notes, res.Warnings)
+			}
+		})
+	}
+}
