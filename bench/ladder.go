@@ -110,7 +110,7 @@ func (r *runner) ladder(ctx context.Context) error {
 			return err
 		}
 		windows = append(windows, win)
-		st, err := r.collect(ctx, k, plans[k], win)
+		st, err := r.collect(ctx, k, plans[k], win, !r.cfg.Continuous)
 		if err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func (r *runner) ladder(ctx context.Context) error {
 		return err
 	}
 	for k, win := range windows {
-		st, err := r.collect(ctx, k, plans[k], win)
+		st, err := r.collect(ctx, k, plans[k], win, true)
 		if err != nil {
 			return err
 		}
@@ -241,8 +241,11 @@ func (r *runner) runStep(ctx context.Context, k int, p stepPlan) (stepWindow, []
 }
 
 // collect gathers the counts of step k from the workers and the API
-// publisher and combines them with the step's window.
-func (r *runner) collect(ctx context.Context, k int, p stepPlan, win stepWindow) (StepResult, error) {
+// publisher and combines them with the step's window. final says that the
+// step's messages are no longer in flight: a delivery may arrive before
+// its publish's answer, so only then are more deliveries than expected a
+// problem worth a warning.
+func (r *runner) collect(ctx context.Context, k int, p stepPlan, win stepWindow, final bool) (StepResult, error) {
 	replies, err := r.all(ctx, func(int) (request, bool) { return request{Op: "stats", Step: k}, true })
 	if err != nil {
 		return StepResult{}, fmt.Errorf("bench: stats of step %d: %w", k+1, err)
@@ -320,7 +323,7 @@ func (r *runner) collect(ctx context.Context, k int, p stepPlan, win stepWindow)
 		st.MachineCores = win.machine
 	}
 	st.DrainSeconds = win.drained.Seconds()
-	if sum.Received > st.Expected && st.Expected > 0 {
+	if final && sum.Received > st.Expected && st.Expected > 0 {
 		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("step %d: %d more deliveries than expected", k+1, sum.Received-st.Expected))
 	}
 	return st, nil
