@@ -32,9 +32,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +63,7 @@ type options struct {
 	serverPIDs []int
 	redisPID   int
 	jsonOut    string
+	msgLog     string
 }
 
 func main() {
@@ -94,6 +97,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.payload, "payload", 100, "bytes of message data")
 	fs.IntVar(&o.redisPID, "redis-pid", 0, "Redis process id")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&o.msgLog, "msglog", "", "write one CSV line per message (step, seq, send time, per instance: deliveries and largest latency) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -142,10 +146,28 @@ type stepCounts struct {
 	accepted, failed     atomic.Int64
 	received             atomic.Int64
 	hist                 *histogram
-	arrived              int64 // deliveries from any step during the window
-	serverCPU, redisCPU  float64
-	windowSeconds        float64
-	firstError           atomic.Pointer[string]
+	// The parts of a publish's round trip, from net/http/httptrace:
+	// request start to request written (getting a connection, writing),
+	// written to first answer byte read (network, server, and the client
+	// transport's reader being scheduled), and first byte to the worker
+	// having the answer (the worker goroutine being scheduled again).
+	pubWrite, pubServer, pubWake *histogram
+	arrived                      int64 // deliveries from any step during the window
+	serverCPU, redisCPU          float64
+	windowSeconds                float64
+	firstError                   atomic.Pointer[string]
+	// msgs has one entry per publish of the step, by sequence number, for
+	// --msglog.
+	msgs []msgStats
+}
+
+// msgStats is what the receivers saw of one message: its send time, and
+// the largest latency and the number of deliveries on each instance's
+// receivers (connection i sits on instance i mod 2).
+type msgStats struct {
+	sent   atomic.Int64
+	maxLat [2]atomic.Int64
+	count  [2]atomic.Int64
 }
 
 type job struct {
@@ -162,7 +184,8 @@ func run(ctx context.Context, o options) error {
 		if i == 0 {
 			d = o.warmup
 		}
-		steps[i] = &stepCounts{rate: r, seconds: d.Seconds(), hist: newHistogram()}
+		steps[i] = &stepCounts{rate: r, seconds: d.Seconds(), hist: newHistogram(2 * time.Minute), msgs: make([]msgStats, int(r*d.Seconds())+1),
+			pubWrite: newHistogram(20 * time.Second), pubServer: newHistogram(20 * time.Second), pubWake: newHistogram(20 * time.Second)}
 	}
 	var total atomic.Int64
 
@@ -193,8 +216,8 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("connect: %w", *p)
 	}
 	var readers sync.WaitGroup
-	for _, c := range conns {
-		readers.Go(func() { read(c, steps, &total) })
+	for i, c := range conns {
+		readers.Go(func() { read(c, i%2, steps, &total) })
 	}
 	defer func() {
 		for _, c := range conns {
@@ -224,6 +247,10 @@ func run(ctx context.Context, o options) error {
 	}
 
 	for k, st := range steps {
+		if k == len(steps)-1 {
+			stopTrace := startTrace()
+			defer stopTrace()
+		}
 		srv0, redis0 := cpu(o.serverPIDs), cpu([]int{o.redisPID})
 		arrived0 := total.Load()
 		start := time.Now()
@@ -269,6 +296,34 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	return report(o, steps)
+}
+
+// startTrace starts a runtime trace of the generator itself into the file
+// INDEP_TRACE names, if any, for INDEP_TRACE_SECONDS (default 3) from the
+// start of the last step, to see where its own goroutines wait.
+func startTrace() (stop func()) {
+	path := os.Getenv("INDEP_TRACE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return func() {}
+	}
+	secs, err := strconv.ParseFloat(os.Getenv("INDEP_TRACE_SECONDS"), 64)
+	if err != nil || secs <= 0 {
+		secs = 3
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	t := time.AfterFunc(time.Duration(secs*float64(time.Second)), trace.Stop)
+	return func() {
+		t.Stop()
+		trace.Stop()
+		f.Close()
+	}
 }
 
 // connect opens connection i and joins room.
@@ -325,10 +380,11 @@ func connect(ctx context.Context, o options, i int, room string) (*websocket.Con
 var (
 	sndKey = []byte(`"snd":`)
 	stpKey = []byte(`"stp":`)
+	seqKey = []byte(`"n":`)
 )
 
 // read counts the benchmark messages of one connection until it closes.
-func read(c *websocket.Conn, steps []*stepCounts, total *atomic.Int64) {
+func read(c *websocket.Conn, inst int, steps []*stepCounts, total *atomic.Int64) {
 	for {
 		_, msg, err := c.ReadMessage()
 		if err != nil {
@@ -349,6 +405,17 @@ func read(c *websocket.Conn, steps []*stepCounts, total *atomic.Int64) {
 			st.received.Add(1)
 			total.Add(1)
 			st.hist.record(time.Duration(now - sent))
+			if seq, ok := scanInt(line, seqKey); ok && seq < int64(len(st.msgs)) {
+				m := &st.msgs[seq]
+				m.sent.Store(sent)
+				m.count[inst].Add(1)
+				for lat := now - sent; ; {
+					cur := m.maxLat[inst].Load()
+					if lat <= cur || m.maxLat[inst].CompareAndSwap(cur, lat) {
+						break
+					}
+				}
+			}
 		}
 	}
 }
@@ -391,6 +458,12 @@ func publish(client *http.Client, o options, room string, j job, st *stepCounts)
 	} else {
 		req.Header.Set("Authorization", "Bearer "+o.apiKey)
 	}
+	var start, wrote, firstByte time.Time
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteRequest:         func(httptrace.WroteRequestInfo) { wrote = time.Now() },
+		GotFirstResponseByte: func() { firstByte = time.Now() },
+	}))
+	start = time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
 		st.fail(err.Error())
@@ -398,6 +471,11 @@ func publish(client *http.Client, o options, room string, j job, st *stepCounts)
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
+	if done := time.Now(); !wrote.IsZero() && !firstByte.IsZero() {
+		st.pubWrite.record(wrote.Sub(start))
+		st.pubServer.record(firstByte.Sub(wrote))
+		st.pubWake.record(done.Sub(firstByte))
+	}
 	if resp.StatusCode != http.StatusOK || bytes.Contains(answer, []byte(`"error"`)) {
 		st.fail(fmt.Sprintf("HTTP %d %s", resp.StatusCode, answer))
 		return
@@ -441,8 +519,17 @@ type histogram struct {
 
 const bucketWidth = 100 * time.Microsecond
 
-func newHistogram() *histogram {
-	return &histogram{buckets: make([]atomic.Uint32, int(2*time.Minute/bucketWidth)+1)}
+func newHistogram(limit time.Duration) *histogram {
+	return &histogram{buckets: make([]atomic.Uint32, int(limit/bucketWidth)+1)}
+}
+
+// count is how many values h holds.
+func (h *histogram) count() int64 {
+	var n int64
+	for i := range h.buckets {
+		n += int64(h.buckets[i].Load())
+	}
+	return n
 }
 
 func (h *histogram) record(d time.Duration) {
@@ -488,6 +575,10 @@ type stepJSON struct {
 	PerCoreSecond      float64 `json:"deliveriesPerCoreSecond"`
 	PerCoreWithRedis   float64 `json:"deliveriesPerCoreSecondWithBroker"`
 	FirstError         string  `json:"firstError,omitempty"`
+	// Publish round-trip parts, p50 and p99 in ms: see stepCounts.
+	PubWriteP50, PubWriteP99   float64
+	PubServerP50, PubServerP99 float64
+	PubWakeP50, PubWakeP99     float64
 }
 
 func report(o options, steps []*stepCounts) error {
@@ -514,6 +605,10 @@ func report(o options, steps []*stepCounts) error {
 		if e := st.firstError.Load(); e != nil {
 			s.FirstError = *e
 		}
+		n := st.pubServer.count()
+		s.PubWriteP50, s.PubWriteP99 = st.pubWrite.quantile(0.5, n), st.pubWrite.quantile(0.99, n)
+		s.PubServerP50, s.PubServerP99 = st.pubServer.quantile(0.5, n), st.pubServer.quantile(0.99, n)
+		s.PubWakeP50, s.PubWakeP99 = st.pubWake.quantile(0.5, n), st.pubWake.quantile(0.99, n)
 		out[i] = s
 		rate := strconv.FormatFloat(s.Rate, 'f', -1, 64)
 		if s.Warmup {
@@ -522,9 +617,21 @@ func report(o options, steps []*stepCounts) error {
 		fmt.Printf("| %s | %d | %.0f | %d | %.0f | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f | %.0f |\n", rate, s.Skipped, s.AcceptedPerSec,
 			s.Failed, s.DeliveredPerSec, s.Lost, s.P50, s.P90, s.P99, s.Max, s.ServerCores, s.PerCoreSecond, s.PerCoreWithRedis)
 	}
+	fmt.Println("\nWhere a publish's round trip goes (p50 / p99 ms): written = request start to request written; answered = written to the first answer byte read (network, server, and the client transport's reader goroutine being scheduled); woken = first byte to the worker goroutine having the answer.")
+	fmt.Println()
+	fmt.Println("| rate msg/s | written p50 | p99 | answered p50 | p99 | woken p50 | p99 |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, s := range out {
+		fmt.Printf("| %g | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", s.Rate, s.PubWriteP50, s.PubWriteP99, s.PubServerP50, s.PubServerP99, s.PubWakeP50, s.PubWakeP99)
+	}
 	for _, s := range out {
 		if s.FirstError != "" {
 			fmt.Printf("\nstep %v msg/s: %d publishes failed, first: %s\n", s.Rate, s.Failed, s.FirstError)
+		}
+	}
+	if o.msgLog != "" {
+		if err := writeMsgLog(o.msgLog, steps); err != nil {
+			return err
 		}
 	}
 	if o.jsonOut == "" {
@@ -535,4 +642,21 @@ func report(o options, steps []*stepCounts) error {
 		return err
 	}
 	return os.WriteFile(o.jsonOut, b, 0o644)
+}
+
+// writeMsgLog writes one CSV line per message that arrived anywhere.
+func writeMsgLog(path string, steps []*stepCounts) error {
+	var b strings.Builder
+	b.WriteString("step,seq,sent_unix_ns,count_a,max_ms_a,count_b,max_ms_b\n")
+	for k, st := range steps {
+		for seq := range st.msgs {
+			m := &st.msgs[seq]
+			if m.sent.Load() == 0 {
+				continue
+			}
+			fmt.Fprintf(&b, "%d,%d,%d,%d,%.2f,%d,%.2f\n", k, seq, m.sent.Load(), m.count[0].Load(), float64(m.maxLat[0].Load())/1e6,
+				m.count[1].Load(), float64(m.maxLat[1].Load())/1e6)
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
