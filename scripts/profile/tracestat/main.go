@@ -65,6 +65,7 @@ func main() {
 	var reqs []request
 	runnableByClass := map[string]time.Duration{}
 	runningByClass := map[string]time.Duration{}
+	runs := map[string]int{}
 	runnableCount := map[string]int{}
 	var first, last trace.Time
 	for {
@@ -104,6 +105,7 @@ func main() {
 				runnableCount[g.class]++
 			case trace.GoRunning:
 				runningByClass[g.class] += d
+				runs[g.class]++
 			}
 			if g.inReq {
 				g.parts[partName(g.state, g.lastBlock)] += d
@@ -113,7 +115,7 @@ func main() {
 		// at creation, where it starts. (ev.Stack() is the stack of
 		// whoever caused the event, e.g. the goroutine that woke it.)
 		stk := st.Stack.String()
-		if c := classify(stk); c != "" && (g.class == "" || g.class == classHTTPOther || strings.HasPrefix(g.class, "other: ")) {
+		if c := classify(stk); c != "" && (g.class == "" || g.class == classHTTPOther || g.class == classTicker || strings.HasPrefix(g.class, "other: ")) {
 			g.class = c
 		} else if g.class == "" && stk != "" {
 			g.class = "other: " + rootFunc(st.Stack)
@@ -144,7 +146,7 @@ func main() {
 		report(reqs)
 	}
 	fmt.Printf("\nRunnable (waiting for a P) and running time by goroutine kind, over the whole trace:\n\n")
-	fmt.Printf("| goroutines | running s | runnable s | runnable waits | mean wait µs |\n| --- | ---: | ---: | ---: | ---: |\n")
+	fmt.Printf("| goroutines | running s | runs | mean run µs | runnable s | runnable waits | mean wait µs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	classes := map[string]bool{}
 	for c := range runnableByClass {
 		classes[c] = true
@@ -166,7 +168,11 @@ func main() {
 		if n := runnableCount[c]; n > 0 {
 			mean = float64(runnableByClass[c].Microseconds()) / float64(n)
 		}
-		fmt.Printf("| %s | %.3f | %.3f | %d | %.0f |\n", name, runningByClass[c].Seconds(), runnableByClass[c].Seconds(), runnableCount[c], mean)
+		meanRun := 0.0
+		if n := runs[c]; n > 0 {
+			meanRun = float64(runningByClass[c].Microseconds()) / float64(n)
+		}
+		fmt.Printf("| %s | %.3f | %d | %.0f | %.3f | %d | %.0f |\n", name, runningByClass[c].Seconds(), runs[c], meanRun, runnableByClass[c].Seconds(), runnableCount[c], mean)
 	}
 }
 
@@ -215,6 +221,9 @@ func rootFunc(stacks ...trace.Stack) string {
 	return "?"
 }
 
+// classTicker is a hub ticker goroutine not yet seen at work.
+const classTicker = "hub: ticker"
+
 // classHTTPOther is an HTTP connection goroutine not (yet) seen in an API
 // handler.
 const classHTTPOther = "HTTP connections (other)"
@@ -238,6 +247,14 @@ func classify(stk string) string {
 		return "session readers"
 	case strings.Contains(stk, "runtime.gcBgMarkWorker"):
 		return "GC mark workers"
+	case strings.Contains(stk, "hub.(*Hub).saveStates"):
+		return "hub: session-state saves"
+	case strings.Contains(stk, "hub.(*Hub).register"):
+		return "hub: registry heartbeat"
+	case strings.Contains(stk, "hub.(*Hub).heartbeat"):
+		return "hub: ping heartbeat"
+	case strings.Contains(stk, "hub.(*Hub).every"):
+		return classTicker
 	case strings.Contains(stk, "net/http.(*conn).serve"):
 		return classHTTPOther
 	// Load generators (bench/indep, switchboard bench):
