@@ -153,7 +153,7 @@ type stepCounts struct {
 	// having the answer (the worker goroutine being scheduled again).
 	pubWrite, pubServer, pubWake *histogram
 	arrived                      int64 // deliveries from any step during the window
-	serverCPU, redisCPU          float64
+	serverCPU, redisCPU, selfCPU float64
 	windowSeconds                float64
 	firstError                   atomic.Pointer[string]
 	// msgs has one entry per publish of the step, by sequence number, for
@@ -251,7 +251,7 @@ func run(ctx context.Context, o options) error {
 			stopTrace := startTrace()
 			defer stopTrace()
 		}
-		srv0, redis0 := cpu(o.serverPIDs), cpu([]int{o.redisPID})
+		srv0, redis0, self0 := cpu(o.serverPIDs), cpu([]int{o.redisPID}), cpu([]int{os.Getpid()})
 		arrived0 := total.Load()
 		start := time.Now()
 		n := int64(st.rate * st.seconds)
@@ -280,6 +280,7 @@ func run(ctx context.Context, o options) error {
 		st.arrived = total.Load() - arrived0
 		st.serverCPU = cpu(o.serverPIDs) - srv0
 		st.redisCPU = cpu([]int{o.redisPID}) - redis0
+		st.selfCPU = cpu([]int{os.Getpid()}) - self0
 		fmt.Fprintf(os.Stderr, "indep: step %d (%g msg/s): handed %d skipped %d, %d deliveries\n", k, st.rate, st.handed, st.skipped, st.arrived)
 		if ctx.Err() != nil {
 			break
@@ -572,6 +573,7 @@ type stepJSON struct {
 	Lost               int64   `json:"lost"`
 	P50, P90, P99, Max float64
 	ServerCores        float64 `json:"serverCores"`
+	GeneratorCores     float64 `json:"benchCores"`
 	PerCoreSecond      float64 `json:"deliveriesPerCoreSecond"`
 	PerCoreWithRedis   float64 `json:"deliveriesPerCoreSecondWithBroker"`
 	FirstError         string  `json:"firstError,omitempty"`
@@ -584,8 +586,8 @@ type stepJSON struct {
 func report(o options, steps []*stepCounts) error {
 	out := make([]stepJSON, len(steps))
 	fmt.Printf("**indep, %s** (independent generator): 1 room × %d members, %d HTTP workers, %d-byte payload, steps back to back\n\n", o.target, o.members, o.workers, o.payload)
-	fmt.Println("| rate msg/s | skipped | accepted/s | failed | deliveries/s | lost | p50 ms | p90 ms | p99 ms | max ms | server cores | deliveries/core-s | incl. redis |")
-	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| rate msg/s | skipped | accepted/s | failed | deliveries/s | lost | p50 ms | p90 ms | p99 ms | max ms | server cores | deliveries/core-s | incl. redis | generator cores |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for i, st := range steps {
 		recv := st.received.Load()
 		acc := st.accepted.Load()
@@ -594,7 +596,7 @@ func report(o options, steps []*stepCounts) error {
 			AcceptedPerSec: float64(acc) / st.seconds, DeliveredPerSec: float64(st.arrived) / st.windowSeconds,
 			Received: recv, Lost: max(acc*int64(o.members)-recv, 0),
 			P50: st.hist.quantile(0.5, recv), P90: st.hist.quantile(0.9, recv), P99: st.hist.quantile(0.99, recv),
-			Max: float64(st.hist.max.Load()) / 1e6, ServerCores: st.serverCPU / st.windowSeconds,
+			Max: float64(st.hist.max.Load()) / 1e6, ServerCores: st.serverCPU / st.windowSeconds, GeneratorCores: st.selfCPU / st.windowSeconds,
 		}
 		if st.serverCPU > 0 {
 			s.PerCoreSecond = float64(st.arrived) / st.serverCPU
@@ -614,8 +616,8 @@ func report(o options, steps []*stepCounts) error {
 		if s.Warmup {
 			rate += " (warm-up)"
 		}
-		fmt.Printf("| %s | %d | %.0f | %d | %.0f | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f | %.0f |\n", rate, s.Skipped, s.AcceptedPerSec,
-			s.Failed, s.DeliveredPerSec, s.Lost, s.P50, s.P90, s.P99, s.Max, s.ServerCores, s.PerCoreSecond, s.PerCoreWithRedis)
+		fmt.Printf("| %s | %d | %.0f | %d | %.0f | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f | %.0f | %.2f |\n", rate, s.Skipped, s.AcceptedPerSec,
+			s.Failed, s.DeliveredPerSec, s.Lost, s.P50, s.P90, s.P99, s.Max, s.ServerCores, s.PerCoreSecond, s.PerCoreWithRedis, s.GeneratorCores)
 	}
 	fmt.Println("\nWhere a publish's round trip goes (p50 / p99 ms): written = request start to request written; answered = written to the first answer byte read (network, server, and the client transport's reader goroutine being scheduled); woken = first byte to the worker goroutine having the answer.")
 	fmt.Println()
