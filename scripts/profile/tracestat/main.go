@@ -233,9 +233,11 @@ func classify(stk string) string {
 	switch {
 	case strings.Contains(stk, "net/http.(*conn).serve") && strings.Contains(stk, "/api."):
 		return "HTTP API requests"
-	case strings.Contains(stk, "hub.(*flusher).work"):
+	// Names of the hub before the transport rewrite, and of package
+	// transport after it.
+	case strings.Contains(stk, "hub.(*flusher).work") || strings.Contains(stk, "transport.(*flusher).work"):
 		return "flusher workers"
-	case strings.Contains(stk, "hub.(*Session).writeLoop"):
+	case strings.Contains(stk, "hub.(*Session).writeLoop") || strings.Contains(stk, "transport.(*Conn).writeLoop"):
 		return "session writers"
 	case strings.Contains(stk, "broker/redis.(*dispatcher)"):
 		return "broker dispatcher"
@@ -243,7 +245,8 @@ func classify(stk string) string {
 		return "rueidis writer"
 	case strings.Contains(stk, "rueidis") && strings.Contains(stk, "_backgroundRead"):
 		return "rueidis reader"
-	case strings.Contains(stk, "hub.(*Hub).awaitFrames") || strings.Contains(stk, "hub.(*Hub).readFrames"):
+	case strings.Contains(stk, "hub.(*Hub).awaitFrames") || strings.Contains(stk, "hub.(*Hub).readFrames") ||
+		strings.Contains(stk, "transport.(*Conn).readLoop") || strings.Contains(stk, "transport.(*Conn).park"):
 		return "session readers"
 	case strings.Contains(stk, "runtime.gcBgMarkWorker"):
 		return "GC mark workers"
