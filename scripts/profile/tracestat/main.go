@@ -7,6 +7,10 @@
 // goroutines, session writers) waited runnable, which is what a request's
 // runnable time competes with.
 //
+// With -waits it prints instead where net/http's connection goroutines
+// block, most frequent first: what to adjust when a new Go or server
+// version blocks somewhere these patterns do not know.
+//
 // A request starts when its connection goroutine, parked waiting for the
 // next request (net/http's conn.serve in bufio Peek or readRequest), is made
 // runnable, and ends when it parks there again.
@@ -46,11 +50,16 @@ type request struct {
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: tracestat TRACE")
+	args := os.Args[1:]
+	waits := len(args) == 2 && args[0] == "-waits"
+	if waits {
+		args = args[1:]
+	}
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: tracestat [-waits] TRACE")
 		os.Exit(2)
 	}
-	f, err := os.Open(os.Args[1])
+	f, err := os.Open(args[0])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -68,6 +77,7 @@ func main() {
 	runs := map[string]int{}
 	runnableCount := map[string]int{}
 	var first, last trace.Time
+	httpWaits := map[string]int{} // with -waits: where HTTP connection goroutines block
 	for {
 		ev, err := r.ReadEvent()
 		if err == io.EOF {
@@ -120,6 +130,9 @@ func main() {
 		} else if g.class == "" && stk != "" {
 			g.class = "other: " + rootFunc(st.Stack)
 		}
+		if waits && to == trace.GoWaiting && strings.Contains(stk, "net/http.(*conn).serve") {
+			httpWaits[stk]++
+		}
 		switch to {
 		case trace.GoWaiting:
 			idle := strings.Contains(stk, "net/http.(*conn).serve") &&
@@ -139,6 +152,17 @@ func main() {
 			g.lastBlock = "syscall"
 		}
 		g.state, g.since = to, now
+	}
+	if waits {
+		keys := make([]string, 0, len(httpWaits))
+		for k := range httpWaits {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return httpWaits[keys[i]] > httpWaits[keys[j]] })
+		for _, k := range keys[:min(len(keys), 6)] {
+			fmt.Printf("%d times:\n%s\n", httpWaits[k], k)
+		}
+		return
 	}
 	span := time.Duration(last - first)
 	fmt.Printf("trace span %v, %d API requests completed\n\n", span.Round(time.Millisecond), len(reqs))
