@@ -46,23 +46,28 @@ func TestRun_FanoutNoLoss(t *testing.T) {
 		t.Fatalf("%d steps, want 1", len(res.Steps))
 	}
 	st := res.Steps[0]
-	if st.Sent != 50 || st.Acked != 50 || st.Missed != 0 || st.PubErrors != 0 {
-		t.Errorf("publishes: sent %d acked %d missed %d errors %d, want 50 sent and acked", st.Sent, st.Acked, st.Missed, st.PubErrors)
+	// A pacer held up for over 100 ms (a loaded machine, the race
+	// detector) skips the sends it is late for; every other one must be
+	// acknowledged and delivered to all 20 members.
+	if st.Sent+st.Missed != 50 || st.Missed > 10 || st.Acked != st.Sent || st.PubErrors != 0 {
+		t.Errorf("publishes: sent %d acked %d skipped %d errors %d, want 50 sent or skipped, all sent acked", st.Sent, st.Acked, st.Missed, st.PubErrors)
 	}
-	if st.Expected != 50*20 || st.Received != 50*20 || st.Lost != 0 || st.Dups != 0 {
-		t.Errorf("deliveries: expected %d received %d lost %d dups %d, want 1000 received, none lost", st.Expected, st.Received, st.Lost, st.Dups)
+	if st.Expected != st.Acked*20 || st.Received != st.Expected || st.Lost != 0 || st.Dups != 0 {
+		t.Errorf("deliveries: expected %d received %d lost %d dups %d, want 20 per acked publish, none lost", st.Expected, st.Received, st.Lost, st.Dups)
 	}
-	if st.Latency.Count != st.Received || st.Latency.P50 <= 0 || st.Latency.P50 > st.Latency.P99 || st.Latency.P99 > st.Latency.Max || st.Latency.Max > 1000 {
+	// Sane: milliseconds, not micro- or nanoseconds.
+	if st.Latency.Count != st.Received || st.Latency.P50 <= 0 || st.Latency.P50 > st.Latency.P99 || st.Latency.P99 > st.Latency.Max || st.Latency.Max > 5000 {
 		t.Errorf("latency %+v is not sane", st.Latency)
 	}
-	if st.DeliveredPerSec != 1000 {
-		t.Errorf("DeliveredPerSec = %v, want 1000", st.DeliveredPerSec)
+	if st.DeliveredPerSec != float64(st.Received) {
+		t.Errorf("DeliveredPerSec = %v, want %d (received in the 1 s step)", st.DeliveredPerSec, st.Received)
 	}
 	if st.ServerCPU <= 0 || st.PerCoreSecond <= 0 {
 		t.Errorf("server CPU %v, per core-second %v: want positive", st.ServerCPU, st.PerCoreSecond)
 	}
-	if res.Summary == nil || res.Summary.CleanRate != 50 {
-		t.Errorf("summary %+v, want clean rate 50", res.Summary)
+	clean := st.Missed == 0 && st.Latency.P99 < float64(cleanP99.Milliseconds())
+	if res.Summary == nil || (res.Summary.CleanRate == 50) != clean {
+		t.Errorf("summary %+v, want clean rate 50 exactly when nothing was skipped and p99 < 100 ms", res.Summary)
 	}
 	if len(res.Notes) != 0 || len(res.Warnings) != 0 {
 		t.Errorf("notes %v warnings %v, want none", res.Notes, res.Warnings)
