@@ -496,13 +496,13 @@ func (c *Conn) readLoop() {
 		c.touch()
 		c.feed(early)
 	}
-	bufp := readBuffers.Get().(*[]byte)
-	buf := *bufp
+	rb := readBuffers.Get().(*readBuffer)
+	buf := rb.buf
 	for {
 		var n int
 		var err error
 		if c.parks() {
-			n, err = tryRead(c.raw, buf)
+			n, err = tryRead(c.raw, rb.call, buf)
 		} else {
 			n, err = c.nc.Read(buf)
 		}
@@ -513,11 +513,11 @@ func (c *Conn) readLoop() {
 		switch {
 		case err == nil:
 		case errors.Is(err, errWouldBlock):
-			readBuffers.Put(bufp)
+			readBuffers.Put(rb)
 			c.idle()
 			return
 		default:
-			readBuffers.Put(bufp)
+			readBuffers.Put(rb)
 			c.end()
 			return
 		}

@@ -82,13 +82,17 @@ func (f *flusher) work() {
 			}
 			batch[i] = nil
 		}
+		// Between chunks, let the goroutines that wait for a processor
+		// run (an API request, the broker's reader): a fan-out that keeps
+		// the workers busy must not starve the publishes that feed it.
+		runtime.Gosched()
 	}
 }
 
 // maxPooledWire is the largest write buffer the pool keeps.
 const maxPooledWire = 256 << 10
 
-func newWire() any { return &wire{buf: make([]byte, 0, 4096)} }
+func newWire() any { return &wire{buf: make([]byte, 0, 4096), call: newRawWrite()} }
 
 // putWire returns w to pool unless it grew too big to keep.
 func putWire(pool *sync.Pool, w *wire) {

@@ -46,9 +46,18 @@ type reader struct {
 // readBufferBytes is the size of the pooled buffers reads go into.
 const readBufferBytes = 8 << 10
 
+// readBuffer is where a connection's reads go, with the call that makes a
+// non-blocking read without an allocation.
+type readBuffer struct {
+	buf  []byte
+	call *rawCall
+}
+
 // readBuffers holds read buffers between reads: an idle connection holds
 // none.
-var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferBytes); return &b }}
+var readBuffers = sync.Pool{New: func() any {
+	return &readBuffer{buf: make([]byte, readBufferBytes), call: newRawRead()}
+}}
 
 // maxPooledMessage is the largest message buffer kept for reuse.
 const maxPooledMessage = 64 << 10

@@ -24,25 +24,60 @@ func rawConn(c net.Conn) syscall.RawConn {
 	return rc
 }
 
+// rawCall is a non-blocking system call on a raw socket, with its callback
+// made once: a closure per call would be an allocation per write (it was
+// the largest source of garbage under fan-out).
+type rawCall struct {
+	b   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+func newRawWrite() *rawCall {
+	c := &rawCall{}
+	c.fn = c.write
+	return c
+}
+
+func newRawRead() *rawCall {
+	c := &rawCall{}
+	c.fn = c.read
+	return c
+}
+
+func (c *rawCall) write(fd uintptr) bool {
+	for {
+		c.n, c.err = syscall.Write(int(fd), c.b)
+		if c.err != syscall.EINTR {
+			// Returning true keeps the runtime from parking the goroutine
+			// to wait: Go's sockets are non-blocking, so write(2) answers
+			// EAGAIN instead of blocking.
+			return true
+		}
+	}
+}
+
+func (c *rawCall) read(fd uintptr) bool {
+	for {
+		c.n, c.err = syscall.Read(int(fd), c.b)
+		if c.err != syscall.EINTR {
+			return true
+		}
+	}
+}
+
 // tryWrite writes as much of b as the socket takes now, without waiting:
 // it returns how many bytes were written, and an error only when the
-// connection failed. Go's sockets are non-blocking, so write(2) answers
-// EAGAIN instead of blocking; returning true from the callback keeps the
-// runtime from parking the goroutine to wait.
-func tryWrite(rc syscall.RawConn, b []byte) (int, error) {
+// connection failed.
+func tryWrite(rc syscall.RawConn, call *rawCall, b []byte) (int, error) {
 	if rc == nil {
 		return 0, nil
 	}
-	var n int
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), b)
-			if werr != syscall.EINTR {
-				return true
-			}
-		}
-	})
+	call.b = b
+	err := rc.Write(call.fn)
+	n, werr := call.n, call.err
+	call.b, call.err = nil, nil
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		// A blocking write's deadline is still set; its writer clears it.
@@ -59,17 +94,11 @@ func tryWrite(rc syscall.RawConn, b []byte) (int, error) {
 
 // tryRead reads what the socket has into b without waiting; with nothing
 // to read it returns errWouldBlock.
-func tryRead(rc syscall.RawConn, b []byte) (int, error) {
-	var n int
-	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Read(int(fd), b)
-			if rerr != syscall.EINTR {
-				return true
-			}
-		}
-	})
+func tryRead(rc syscall.RawConn, call *rawCall, b []byte) (int, error) {
+	call.b = b
+	err := rc.Read(call.fn)
+	n, rerr := call.n, call.err
+	call.b, call.err = nil, nil
 	switch {
 	case err != nil:
 		return 0, err

@@ -18,6 +18,8 @@ type wire struct {
 	buf    []byte
 	frames int
 	bytes  int
+	// call makes the direct write without an allocation.
+	call *rawCall
 }
 
 // appendData appends frames as WebSocket text frames: one frame each, or in
@@ -145,7 +147,7 @@ func (c *Conn) flush(w *wire) (again bool) {
 	o.appendTo(w)
 	n, err := 0, error(nil)
 	if len(w.buf) > 0 {
-		n, err = tryWrite(c.raw, w.buf)
+		n, err = tryWrite(c.raw, w.call, w.buf)
 	}
 	if err != nil {
 		c.writeFailed(err)
