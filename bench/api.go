@@ -56,6 +56,7 @@ func newAPIPublisher(cfg Config, steps int) *apiPublisher {
 			Transport: &http.Transport{
 				MaxIdleConnsPerHost: cfg.APIWorkers,
 				DisableCompression:  true,
+				TLSClientConfig:     loopbackTLS(),
 			},
 		},
 		jobs:  make(chan apiJob, cfg.APIQueue),

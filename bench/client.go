@@ -84,6 +84,7 @@ func dialer(src netip.Addr, timeout time.Duration) *websocket.Dialer {
 		HandshakeTimeout: timeout,
 		ReadBufferSize:   2048,
 		WriteBufferSize:  1024,
+		TLSClientConfig:  loopbackTLS(),
 	}
 }
 

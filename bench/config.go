@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -381,11 +382,9 @@ func normalizeWS(u string, target Target) (string, error) {
 		return "", err
 	}
 	switch p.Scheme {
-	case "ws":
-	case "wss":
-		return "", errors.New("wss is not supported; benchmarks run on loopback in plain ws")
+	case "ws", "wss":
 	default:
-		return "", errors.New("want a ws:// URL")
+		return "", errors.New("want a ws:// or wss:// URL")
 	}
 	if err := checkLoopback(p.Host); err != nil {
 		return "", err
@@ -406,22 +405,34 @@ func normalizeHTTP(u string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if p.Scheme != "http" {
-		return "", errors.New("want an http:// URL")
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return "", errors.New("want an http:// or https:// URL")
 	}
 	if err := checkLoopback(p.Host); err != nil {
 		return "", err
 	}
-	return "http://" + p.Host, nil
+	return p.Scheme + "://" + p.Host, nil
 }
 
-// apiFromWS is the HTTP base URL of the instance at ws URL u.
+// apiFromWS is the HTTP base URL of the instance at ws URL u (https for
+// wss).
 func apiFromWS(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return ""
 	}
+	if p.Scheme == "wss" {
+		return "https://" + p.Host
+	}
 	return "http://" + p.Host
+}
+
+// loopbackTLS is the TLS configuration of the load generator's clients.
+// Certificates are not verified: every target is on this machine
+// (checkLoopback), where a benchmark's server has a certificate of its own
+// making.
+func loopbackTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // loopback targets only
 }
 
 // errNotLoopback refuses targets off this machine.

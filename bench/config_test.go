@@ -114,6 +114,15 @@ func TestConfig_Defaults(t *testing.T) {
 			},
 		},
 		{name: "RemoteHostRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://example.com:80/ws"}}, wantErr: "loopback"},
+		{
+			name: "TLS", cfg: Config{Workload: Idle, URLs: []string{"wss://127.0.0.1:8443"}},
+			check: func(t *testing.T, c Config) {
+				if c.URLs[0] != "wss://127.0.0.1:8443/ws" || c.APIs[0] != "https://127.0.0.1:8443" {
+					t.Errorf("URLs %v APIs %v", c.URLs, c.APIs)
+				}
+			},
+		},
+		{name: "RemoteTLSRefused", cfg: Config{Workload: Idle, URLs: []string{"wss://example.com:443"}}, wantErr: "loopback"},
 		{name: "PrivateAddressRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://127.0.0.1:1", "ws://192.168.1.2:8080"}}, wantErr: "loopback"},
 		{name: "RemoteAPIRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://127.0.0.1:1"}, APIs: []string{"http://10.0.0.1:80"}}, wantErr: "loopback"},
 		{name: "RemoteSrcIPRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://127.0.0.1:1"}, SrcIPs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}, wantErr: "loopback"},
