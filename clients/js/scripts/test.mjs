@@ -1,4 +1,4 @@
-// npm test: type-checks and builds the client and its tests, builds
+// npm test: type-checks and builds the client, its tests and the demo page, builds
 // `switchboard` from this repository into a temporary directory for the
 // end-to-end tests, and runs every test file with Node's test runner.
 // Extra arguments go to node --test (e.g. --test-name-pattern=drain).
@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 const pkg = resolve(import.meta.dirname, '..');
 const repo = resolve(pkg, '../..');
 const tsc = join(pkg, 'node_modules/.bin/tsc');
-for (const config of ['tsconfig.json', 'tsconfig.test.json']) {
+for (const config of ['tsconfig.json', 'tsconfig.test.json', 'tsconfig.demo.json']) {
   if (spawnSync(tsc, ['-p', config], { cwd: pkg, stdio: 'inherit' }).status !== 0) {
     console.error(`tsc -p ${config} failed`);
     process.exit(1);

@@ -141,8 +141,10 @@ export class Client {
     const urls = typeof opts.url === 'string' ? [opts.url] : [...opts.url];
     if (urls.length === 0) throw new TypeError('switchboard: options.url is empty');
     this.urls = urls.map(resolveURL);
-    if (!opts.token && !(typeof opts.user === 'string' && checkUser(opts.user) === undefined)) {
-      throw new TypeError('switchboard: set options.token, or options.user to a valid user id for a server in dev mode');
+    if (!opts.token) {
+      if (opts.user === undefined) throw new TypeError('switchboard: set options.token, or options.user for a server in dev mode');
+      const bad = checkUser(opts.user);
+      if (bad) throw new TypeError(`switchboard: options.user: ${bad.message.replace(/^bad_request: /, '')}`);
     }
     for (const [k, v] of [['heartbeatTimeout', opts.heartbeatTimeout], ['handshakeTimeout', opts.handshakeTimeout]] as const) {
       if (v !== undefined && !(v > 0)) throw new TypeError(`switchboard: options.${k} must be a positive number of ms`);
