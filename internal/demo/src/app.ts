@@ -14,6 +14,9 @@ import { Client, CloseError, ConnectionError, ServerError, type Message, type St
 
 const presenceEvery = 15_000;
 
+/** Shown as the sender of messages published through the HTTP API without "from" (not a valid user id, so no user's name). */
+const apiSender = 'HTTP API';
+
 /** A conversation: a room, or the direct messages with one user. */
 interface Conversation {
   /** "room:<name>" or "dm:<user>". */
@@ -307,7 +310,7 @@ function conversation(key: string, title: string): Conversation {
 function onMessage(m: Message): void {
   if (m.room.startsWith('@')) {
     // The inbox: a direct message to this user, filed under its sender.
-    const peer = m.from ?? 'server';
+    const peer = m.from ?? apiSender;
     addItem(conversation('dm:' + peer, '@' + peer), msgItem(m));
     renderLists();
     return;
@@ -326,7 +329,7 @@ function onMessage(m: Message): void {
 }
 
 function msgItem(m: Message): Item {
-  const item: Item = { kind: 'msg', from: m.from ?? 'server', text: textOf(m.data), ts: m.ts ?? Date.now(), offset: m.offset, epoch: m.epoch, mine: m.from === me, status: 'sent' };
+  const item: Item = { kind: 'msg', from: m.from ?? apiSender, text: textOf(m.data), ts: m.ts ?? Date.now(), offset: m.offset, epoch: m.epoch, mine: m.from === me, status: 'sent' };
   return item;
 }
 

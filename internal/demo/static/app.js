@@ -1279,6 +1279,7 @@ function resolveURL(raw) {
 
 // internal/demo/src/app.ts
 var presenceEvery = 15e3;
+var apiSender = "HTTP API";
 var $ = (id) => document.getElementById(id);
 var client = null;
 var me = "";
@@ -1536,7 +1537,7 @@ function conversation(key2, title) {
 }
 function onMessage(m) {
   if (m.room.startsWith("@")) {
-    const peer = m.from ?? "server";
+    const peer = m.from ?? apiSender;
     addItem(conversation("dm:" + peer, "@" + peer), msgItem(m));
     renderLists();
     return;
@@ -1554,7 +1555,7 @@ function onMessage(m) {
   renderLists();
 }
 function msgItem(m) {
-  const item = { kind: "msg", from: m.from ?? "server", text: textOf(m.data), ts: m.ts ?? Date.now(), offset: m.offset, epoch: m.epoch, mine: m.from === me, status: "sent" };
+  const item = { kind: "msg", from: m.from ?? apiSender, text: textOf(m.data), ts: m.ts ?? Date.now(), offset: m.offset, epoch: m.epoch, mine: m.from === me, status: "sent" };
   return item;
 }
 function textOf(data) {
