@@ -59,7 +59,7 @@ async function start(user: string, rooms: string[]): Promise<void> {
   try {
     c = new Client({ url: '/ws', user });
   } catch (err) {
-    showLoginError(message(err)); // an invalid name never reaches the server
+    showLoginError(message(err).replace(/^options\.user: /, '')); // an invalid name never reaches the server
     return;
   }
   client = c;
@@ -94,6 +94,7 @@ async function start(user: string, rooms: string[]): Promise<void> {
   $('whoami').textContent = 'signed in as ' + me;
   $('login-view').hidden = true;
   $('chat-view').hidden = false;
+  document.body.classList.add('signed-in');
   for (const room of rooms.length > 0 ? rooms : ['general']) await joinRoom(room, false);
   if (!current && conversations.size > 0) select([...conversations.keys()][0]!);
   presenceTimer = setInterval(() => {
@@ -123,6 +124,7 @@ async function signOut(): Promise<void> {
   current = '';
   $('chat-view').hidden = true;
   $('login-view').hidden = false;
+  document.body.classList.remove('signed-in', 'menu-open');
   $('instance').textContent = '';
   $('whoami').textContent = '';
   banner('', 'ok');

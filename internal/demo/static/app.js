@@ -1302,7 +1302,7 @@ async function start(user, rooms) {
   try {
     c = new Client({ url: "/ws", user });
   } catch (err) {
-    showLoginError(message(err));
+    showLoginError(message(err).replace(/^options\.user: /, ""));
     return;
   }
   client = c;
@@ -1335,6 +1335,7 @@ async function start(user, rooms) {
   $("whoami").textContent = "signed in as " + me;
   $("login-view").hidden = true;
   $("chat-view").hidden = false;
+  document.body.classList.add("signed-in");
   for (const room of rooms.length > 0 ? rooms : ["general"]) await joinRoom(room, false);
   if (!current && conversations.size > 0) select([...conversations.keys()][0]);
   presenceTimer = setInterval(() => {
@@ -1361,6 +1362,7 @@ async function signOut() {
   current = "";
   $("chat-view").hidden = true;
   $("login-view").hidden = false;
+  document.body.classList.remove("signed-in", "menu-open");
   $("instance").textContent = "";
   $("whoami").textContent = "";
   banner("", "ok");
