@@ -2,10 +2,11 @@ import { Backoff, type BackoffOptions } from './backoff.js';
 import { Conn } from './conn.js';
 import { Emitter } from './emitter.js';
 import { ClosedError, CloseCode, CloseError, ConnectionError, ServerError, TokenError, retryable } from './errors.js';
-import { Room, type Delivery } from './room.js';
+import type { Delivery } from './room.js';
 import { checkRoom, checkUser, encodeData, inbox, newKey } from './names.js';
+import { Session, UserChangedError, abortReason, messageFrom } from './session.js';
 import type {
-  AbortSignalLike, Ack, ClientEvents, ClientFrame, History, Joined, Logger, Message, Position,
+  AbortSignalLike, Ack, ClientEvents, ClientFrame, History, Joined, Logger, Position,
   Presence, RequestOptions, ServerFrame, State, WebSocketConstructor,
 } from './types.js';
 
@@ -54,26 +55,6 @@ export const minHeartbeatTimeout = 5000;
 
 const silent: Logger = { debug() {}, info() {}, warn() {} };
 
-/** A client frame waiting for its answer. */
-interface Request {
-  id: number;
-  frame: ClientFrame;
-  /** Settles the caller's promise; undefined for the client's own requests. */
-  settle?: (frame: ServerFrame | undefined, err: Error | undefined) => void;
-  /** The connection the request was last written on. */
-  conn: Conn | null;
-  /** A publish or send written on a connection that ended before its answer: its message may be stored. */
-  everSent: boolean;
-  /** The caller gave up after the frame was written: the answer is still read, for the positions, but not retried. */
-  abandoned: boolean;
-  /** The room whose resumed messages wait for this request's ack. */
-  holds: Room | null;
-  /** Set while a join is counted in its room's joins, or a leave in its leaves. */
-  counted: boolean;
-  /** The client's own join of a room whose resume failed. */
-  rejoin: boolean;
-}
-
 interface Outcome {
   welcomed: boolean;
   err: Error;
@@ -81,18 +62,6 @@ interface Outcome {
   /** Set when no later attempt can succeed. */
   fatal?: boolean;
 }
-
-/** A connection ended with another user than the first session's. */
-class UserChangedError extends ClosedError {
-  constructor(user: string, was: string) {
-    super(`switchboard: the server welcomed another user (${JSON.stringify(user)}) than before (${JSON.stringify(was)})`);
-    this.name = 'UserChangedError';
-  }
-}
-
-const answers: Record<string, string> = {
-  publish: 'ack', send: 'ack', refresh: 'ack', leave: 'left', presence: 'presence', history: 'history', ping: 'pong',
-};
 
 /**
  * A connection to a Switchboard deployment that survives restarts and
@@ -117,15 +86,10 @@ export class Client {
   private stopError: Error | undefined;
   private currentState: State = 'disconnected';
   private everWelcomed = false;
+  /** The connection of the current attempt. */
   private conn: Conn | null = null;
-  /** The welcomed connection requests are written on. */
-  private active: Conn | null = null;
-  private nextID = 0;
-  private readonly pending = new Map<number, Request>();
-  private readonly rooms = new Map<string, Room>();
-  private userID = '';
-  private sessionID = '';
-  private instanceID = '';
+  /** The rooms, positions and pending requests, across connections. */
+  private readonly proto: Session;
   private waiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   private wake: (() => void) | null = null;
   /** Called when the client stops. */
@@ -151,6 +115,12 @@ export class Client {
     }
     this.backoff = new Backoff(opts.backoff);
     this.log = opts.logger ?? silent;
+    this.proto = new Session({
+      echo: opts.echo ?? false,
+      log: this.log,
+      deliver: (d) => this.deliver(d),
+      welcomed: (cn) => this.welcomed(cn),
+    });
     this.urlIndex = Math.floor(Math.random() * this.urls.length);
   }
 
@@ -171,22 +141,22 @@ export class Client {
 
   /** The user the server welcomed the client as; empty before the first welcome. */
   get user(): string {
-    return this.userID;
+    return this.proto.userID;
   }
 
   /** The id of the current (or last) session. */
   get session(): string {
-    return this.sessionID;
+    return this.proto.sessionID;
   }
 
   /** The id of the instance of the current (or last) session. */
   get instance(): string {
-    return this.instanceID;
+    return this.proto.instanceID;
   }
 
   /** The client's inbox room, `@` and its user id; empty before the first welcome. */
   get inbox(): string {
-    return this.userID ? inbox(this.userID) : '';
+    return this.proto.inbox;
   }
 
   /** Why the client stopped: a {@link CloseError}, or a {@link ClosedError} after {@link close}; undefined while it runs. */
@@ -196,13 +166,12 @@ export class Client {
 
   /** The joined rooms, the inbox included, sorted. */
   get joined(): string[] {
-    return [...this.rooms.values()].filter((r) => r.joined).map((r) => r.name).sort();
+    return this.proto.joined();
   }
 
   /** position returns where the client is in room: the last message received, or where the stream started; undefined unless joined. */
   position(room: string): Position | undefined {
-    const rm = this.rooms.get(room);
-    return rm?.joined && rm.hasPos ? rm.pos : undefined;
+    return this.proto.position(room);
   }
 
   /**
@@ -216,7 +185,7 @@ export class Client {
    */
   connect(opts: { signal?: AbortSignalLike } = {}): Promise<void> {
     if (this.stopped) return Promise.reject(this.stopError);
-    if (this.active) return Promise.resolve();
+    if (this.proto.active) return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     const { signal } = opts;
     if (signal) {
@@ -408,7 +377,7 @@ export class Client {
         cn = new Conn(this.WS, url, {
           open: (c) => this.hello(c, token),
           frames: (c, frames) => {
-            for (const f of frames) this.handle(c, f);
+            for (const f of frames) this.proto.handle(c, f);
           },
         });
       } catch (err) {
@@ -419,7 +388,7 @@ export class Client {
         if (!cn.welcomed) cn.fail(new ConnectionError('no welcome within the handshake timeout'));
       });
       const err = await cn.done;
-      this.detach(cn);
+      this.proto.detach(cn);
       this.conn = null;
       return { welcomed: cn.welcomed, err, reconnectAfter: cn.reconnectAfter };
     } finally {
@@ -478,7 +447,7 @@ export class Client {
     if (this.stopped) return;
     this.stopped = true;
     this.stopError = err;
-    for (const r of [...this.pending.values()]) this.resolve(r, undefined, err);
+    this.proto.failAll(err);
     for (const w of this.waiters.splice(0)) w.reject(err);
     for (const f of [...this.onStop]) f();
     const byClose = this.closing && !(err instanceof CloseError);
@@ -492,276 +461,7 @@ export class Client {
     const f: ClientFrame = { type: 'hello', batch: this.opts.batch ?? true, echo: this.opts.echo ?? false };
     if (token !== undefined) f.token = token;
     else f.user = this.opts.user!;
-    if (this.sessionID) f.session = this.sessionID;
-    cn.resumed = new Set();
-    for (const rm of this.rooms.values()) {
-      if (!rm.joined) continue;
-      cn.resumed.add(rm.name);
-      if (rm.hasPos && rm.pos.epoch) (f.resume ??= {})[rm.name] = rm.pos;
-    }
-    return JSON.stringify(f);
-  }
-
-  // Frames from the server.
-
-  private handle(cn: Conn, f: ServerFrame): void {
-    switch (f.type) {
-      case 'welcome':
-        this.onWelcome(cn, f);
-        return;
-      case 'message':
-        this.onMessage(f);
-        return;
-      case 'reset':
-        this.onReset(f);
-        return;
-      case 'joined':
-        this.onJoined(cn, f);
-        return;
-      case 'server:reconnect':
-        cn.reconnectAfter = Math.max(Number(f.reconnectAfter) || 0, 0);
-        this.log.info(`switchboard: server ${f.server ?? ''} asks to reconnect after ${cn.reconnectAfter} ms`);
-        return;
-      case 'left':
-        if (f.id === undefined) {
-          this.removedFrom(f.room ?? '');
-          return;
-        }
-    }
-    const r = this.answered(f);
-    if (!r) {
-      if (f.type === 'error') this.log.warn(`switchboard: server error: ${f.code ?? ''}: ${f.message ?? ''}`);
-      return;
-    }
-    this.onAnswer(cn, r, f);
-  }
-
-  private answered(f: ServerFrame): Request | undefined {
-    return typeof f.id === 'number' ? this.pending.get(f.id) : undefined;
-  }
-
-  /** onWelcome makes cn the active connection: the resume barrier and every pending request are written, in order. */
-  private onWelcome(cn: Conn, f: ServerFrame): void {
-    if (cn.welcomed) return;
-    const user = f.user ?? '';
-    if (this.userID && user !== this.userID) {
-      cn.fail(new UserChangedError(user, this.userID));
-      return;
-    }
-    cn.welcomed = true;
-    this.userID = user;
-    this.sessionID = f.session ?? '';
-    this.instanceID = f.instance ?? '';
-    cn.heartbeat = f.heartbeat ?? 0;
-    const ib = this.roomFor(inbox(user));
-    ib.joined = true;
-    if (!cn.resumed.has(ib.name) && f.inbox) ib.setPos({ epoch: f.inbox.epoch, offset: f.inbox.offset });
-    this.active = cn;
-    // The server handles frames after hello only once the resumed rooms are
-    // joined, so the pong of this ping ends the resume.
-    const barrier = this.newRequest({ type: 'ping' });
-    this.add(barrier);
-    cn.barrier = barrier.id;
-    this.recountHolds();
-    for (const id of [...this.pending.keys()].sort((a, b) => a - b)) {
-      const r = this.pending.get(id)!;
-      if (r.conn === null && !r.abandoned) this.write(cn, r);
-    }
-    cn.watch(this.opts.heartbeatTimeout ?? Math.max(cn.heartbeat, minHeartbeatTimeout));
-    this.log.info(`switchboard: connected to ${cn.url} as ${user}, instance ${this.instanceID}, session ${this.sessionID}, ${cn.resumed.size} rooms resumed`);
-    this.setState('connected');
-    for (const w of this.waiters.splice(0)) w.resolve();
-  }
-
-  private onMessage(f: ServerFrame): void {
-    const rm = this.rooms.get(f.room ?? '');
-    if (!rm) return; // left, or never joined
-    const p = { epoch: f.epoch ?? '', offset: f.offset ?? 0 };
-    if (rm.seen(p)) {
-      this.log.debug(`switchboard: duplicate dropped: ${rm.name} ${p.epoch}:${p.offset}`);
-      return;
-    }
-    if (rm.isOwn(p)) {
-      rm.forcePos(p); // the client's own publish, resent by a resume
-      return;
-    }
-    rm.forcePos(p);
-    const d: Delivery = { kind: 'message', message: messageFrom(f) };
-    if (rm.held.length > 0 || (rm.holds > 0 && f.from === this.userID)) {
-      rm.held.push(d);
-      return;
-    }
-    this.deliver(d);
-  }
-
-  private onReset(f: ServerFrame): void {
-    const rm = this.rooms.get(f.room ?? '');
-    if (!rm) return;
-    const p = { epoch: f.epoch ?? '', offset: f.offset ?? 0 };
-    rm.forcePos(p);
-    this.push(rm, { kind: 'reset', reset: { room: rm.name, ...p } });
-  }
-
-  private onJoined(cn: Conn, f: ServerFrame): void {
-    const name = f.room ?? '';
-    const p = { epoch: f.epoch ?? '', offset: f.offset ?? 0 };
-    if (f.id === undefined) {
-      // The end of a room's resume.
-      const rm = this.rooms.get(name);
-      if (!rm) {
-        // Joined from the state of the previous session (hello.session),
-        // but left since: leave again.
-        this.leaveQuietly(name);
-        return;
-      }
-      this.resumed(cn, rm, f);
-      return;
-    }
-    const r = this.answered(f);
-    if (!r || r.frame.type !== 'join') return;
-    let rm = this.rooms.get(name);
-    if (r.rejoin) {
-      this.resolve(r, f, undefined);
-      if (rm) this.resumed(cn, rm, f);
-    } else if (r.abandoned) {
-      this.resolve(r, f, undefined);
-      if (!rm || (!rm.joined && rm.joins === 0)) this.leaveQuietly(name);
-    } else {
-      rm ??= this.roomFor(name);
-      if (rm.joined) rm.setPos(p);
-      else {
-        // A new stream: its start is the truth, whatever since said.
-        rm.forcePos(p);
-        rm.joined = true;
-      }
-      this.resolve(r, f, undefined);
-    }
-  }
-
-  /** resumed records that the resume of cn joined rm again; a resume that could not recover every missed message is reported as a reset. */
-  private resumed(cn: Conn, rm: Room, f: ServerFrame): void {
-    const p = { epoch: f.epoch ?? '', offset: f.offset ?? 0 };
-    rm.resumedOn = cn;
-    if (cn.resumed.has(rm.name) && !f.recovered) {
-      rm.forcePos(p);
-      this.push(rm, { kind: 'reset', reset: { room: rm.name, ...p } });
-    } else {
-      rm.setPos(p);
-    }
-    rm.joined = true;
-  }
-
-  /** removedFrom handles a left without id: the server took the session out of the room. */
-  private removedFrom(name: string): void {
-    const rm = this.rooms.get(name);
-    if (!rm || !rm.joined || name === this.inbox) return;
-    this.flushHeld(rm);
-    rm.joined = false;
-    rm.unposition();
-    this.deliver({ kind: 'left', left: { room: name, error: new ServerError('forbidden', 'the server took the session out of the room') } });
-    this.forget(rm);
-  }
-
-  private onAnswer(cn: Conn, r: Request, f: ServerFrame): void {
-    if (f.type === 'error') {
-      const err = new ServerError(f.code ?? 'internal', f.message ?? '');
-      if (r.rejoin) {
-        this.resolve(r, undefined, err);
-        this.rejoinRefused(cn, r.frame.room ?? '', err);
-      } else if (r.frame.type === 'leave' && f.code === 'not_joined') {
-        this.left(r, f); // not joined is what leave wants
-      } else {
-        this.resolve(r, undefined, err);
-      }
-      return;
-    }
-    if (f.type !== answers[r.frame.type]) {
-      this.resolve(r, undefined, new ServerError('internal', `unexpected answer ${f.type} to ${r.frame.type}`));
-      return;
-    }
-    switch (r.frame.type) {
-      case 'publish':
-      case 'send':
-        this.ownAck(f);
-        this.resolve(r, f, undefined);
-        return;
-      case 'leave':
-        this.left(r, f);
-        return;
-      case 'ping':
-        this.resolve(r, f, undefined);
-        if (r.id === cn.barrier) this.afterResume(cn);
-        return;
-    }
-    this.resolve(r, f, undefined);
-  }
-
-  /** left ends a leave: the room is no longer joined. */
-  private left(r: Request, f: ServerFrame): void {
-    const rm = this.rooms.get(r.frame.room ?? '');
-    if (rm) {
-      rm.joined = false;
-      rm.unposition();
-      this.flushHeld(rm);
-    }
-    this.resolve(r, f, undefined);
-  }
-
-  /** ownAck records the position of the client's own publish. */
-  private ownAck(f: ServerFrame): void {
-    if (this.opts.echo) return;
-    const rm = this.rooms.get(f.room ?? '');
-    if (!rm || !rm.joined) return;
-    const p = { epoch: f.epoch ?? '', offset: f.offset ?? 0 };
-    // A resumed message held for this ack is the publish itself.
-    const i = rm.held.findIndex((d) => d.kind === 'message' && d.message.epoch === p.epoch && d.message.offset === p.offset);
-    if (i >= 0) {
-      rm.held.splice(i, 1);
-      return;
-    }
-    if (rm.seen(p)) return;
-    rm.addOwn(p);
-    if (rm.hasPos && p.epoch === rm.pos.epoch) rm.forcePos(rm.pos);
-  }
-
-  /**
-   * afterResume rejoins the rooms that the resume of cn did not join: the
-   * server answered those with error frames without id, which name no room
-   * the client could rely on, so it asks again with a join of its own.
-   */
-  private afterResume(cn: Conn): void {
-    for (const name of [...cn.resumed].sort()) {
-      const rm = this.rooms.get(name);
-      if (!rm || !rm.joined || rm.resumedOn === cn) continue;
-      this.log.warn(`switchboard: room ${name} not resumed, joining again`);
-      const frame: ClientFrame = { type: 'join', room: name };
-      if (rm.hasPos && rm.pos.epoch) frame.since = rm.pos;
-      const r = this.newRequest(frame);
-      r.rejoin = true;
-      this.add(r);
-    }
-  }
-
-  /** rejoinRefused: a refusal that may pass ends the connection so that the next one tries again; any other drops the room and says so. */
-  private rejoinRefused(cn: Conn, name: string, err: ServerError): void {
-    if (retryable(err) || err.code === 'internal') {
-      cn.fail(err);
-      return;
-    }
-    const rm = this.rooms.get(name);
-    if (!rm) return;
-    this.log.warn(`switchboard: room ${name} lost: ${err.message}`);
-    this.flushHeld(rm);
-    rm.joined = false;
-    this.deliver({ kind: 'left', left: { room: name, error: err } });
-    rm.unposition();
-    this.forget(rm);
-  }
-
-  /** leaveQuietly leaves a room the server joined without the client asking. */
-  private leaveQuietly(name: string): void {
-    if (name === this.inbox) return;
-    this.add(this.newRequest({ type: 'leave', room: name }));
+    return this.proto.hello(cn, f);
   }
 
   // Requests.
@@ -774,37 +474,14 @@ export class Client {
   private async request(frame: ClientFrame, signal: AbortSignalLike | undefined): Promise<ServerFrame> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.roundTrip(frame, signal);
+        if (this.stopped) throw this.stopError;
+        return await this.proto.roundTrip(frame, signal);
       } catch (err) {
         if (!retryable(err)) throw err;
         this.log.debug(`switchboard: ${frame.type} refused (${(err as Error).message}), retrying`);
         await this.pause(this.backoff.delay(attempt), signal);
       }
     }
-  }
-
-  /** roundTrip sends frame once (now, or on the next connection) and waits for its answer or the signal. */
-  private roundTrip(frame: ClientFrame, signal: AbortSignalLike | undefined): Promise<ServerFrame> {
-    return new Promise((resolve, reject) => {
-      if (this.stopped) return reject(this.stopError);
-      if (signal?.aborted) return reject(abortReason(signal));
-      const r = this.newRequest(frame);
-      let onAbort: (() => void) | undefined;
-      r.settle = (f, err) => {
-        if (onAbort) signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve(f!);
-      };
-      if (signal) {
-        onAbort = () => {
-          if (this.pending.get(r.id) !== r || r.abandoned) return;
-          this.abandon(r);
-          reject(abortReason(signal));
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-      this.add(r);
-    });
   }
 
   /** pause waits ms, rejecting if the signal aborts or the client stops. */
@@ -826,153 +503,12 @@ export class Client {
     });
   }
 
-  private newRequest(frame: ClientFrame): Request {
-    return { id: 0, frame: { ...frame }, conn: null, everSent: false, abandoned: false, holds: null, counted: false, rejoin: false };
-  }
-
-  /** add gives r an id, makes it pending and writes it if connected. */
-  private add(r: Request): void {
-    r.id = ++this.nextID;
-    r.frame.id = r.id;
-    this.pending.set(r.id, r);
-    if (r.settle && r.frame.type === 'join') {
-      const rm = this.roomFor(r.frame.room!);
-      rm.joins++;
-      r.counted = true;
-      if (r.frame.since && !rm.joined && !rm.hasPos) {
-        rm.pos = r.frame.since;
-        rm.hasPos = true;
-      }
-    } else if (r.settle && r.frame.type === 'leave') {
-      const rm = this.rooms.get(r.frame.room!);
-      if (rm) {
-        rm.leaves++;
-        r.counted = true;
-      }
-    }
-    if (this.active) this.write(this.active, r);
-  }
-
-  /** write sends r's frame on cn; a join resumes from what the client already received of the room. */
-  private write(cn: Conn, r: Request): void {
-    r.conn = cn;
-    let f = r.frame;
-    if (f.type === 'join' && f.since) {
-      const rm = this.rooms.get(f.room!);
-      if (rm?.hasPos && rm.pos.epoch) f = { ...f, since: rm.pos };
-    }
-    cn.send(JSON.stringify(f));
-  }
-
-  /**
-   * detach forgets cn after it ended: what was written on it and not
-   * answered is written again on the next connection, except the client's
-   * own requests and abandoned ones.
-   */
-  private detach(cn: Conn): void {
-    if (this.active === cn) this.active = null;
-    for (const r of [...this.pending.values()]) {
-      if (r.conn !== cn) continue;
-      r.conn = null;
-      if (!r.settle || r.abandoned) {
-        this.pending.delete(r.id);
-        this.release(r);
-      } else if (r.frame.type === 'publish' || r.frame.type === 'send') {
-        r.everSent = true;
-      }
-    }
-  }
-
-  /** resolve ends r with an answer or an error. */
-  private resolve(r: Request, f: ServerFrame | undefined, err: Error | undefined): void {
-    this.pending.delete(r.id);
-    this.uncount(r);
-    this.release(r);
-    if (r.settle && !r.abandoned) r.settle(f, err);
-  }
-
-  /**
-   * abandon gives up r because its caller's signal aborted. A publish or
-   * join that was written may still be answered: it stays pending until
-   * then (or until the connection ends), so that its answer is not lost for
-   * the positions, but it is not written again.
-   */
-  private abandon(r: Request): void {
-    this.release(r);
-    this.uncount(r);
-    const publishes = r.frame.type === 'publish' || r.frame.type === 'send';
-    if (r.conn && (publishes || r.frame.type === 'join')) {
-      r.abandoned = true;
-      return;
-    }
-    this.pending.delete(r.id);
-  }
-
-  private uncount(r: Request): void {
-    if (!r.counted) return;
-    r.counted = false;
-    const rm = this.rooms.get(r.frame.room ?? '');
-    if (!rm) return;
-    if (r.frame.type === 'join') rm.joins--;
-    else rm.leaves--;
-    this.forget(rm);
-  }
-
-  // Rooms and deliveries.
-
-  private roomFor(name: string): Room {
-    let rm = this.rooms.get(name);
-    if (!rm) {
-      rm = new Room(name);
-      this.rooms.set(name, rm);
-    }
-    return rm;
-  }
-
-  private forget(rm: Room): void {
-    if (rm.idle()) this.rooms.delete(rm.name);
-  }
-
-  /** recountHolds counts, at a welcome, the publishes written on an ended connection and not answered yet. */
-  private recountHolds(): void {
-    if (this.opts.echo) return; // own messages are delivered anyway
-    for (const rm of this.rooms.values()) rm.holds = 0;
-    for (const r of this.pending.values()) {
-      r.holds = null;
-      if ((r.frame.type === 'publish' || r.frame.type === 'send') && r.everSent && !r.abandoned) {
-        const name = r.frame.type === 'send' ? inbox(r.frame.to!) : r.frame.room!;
-        const rm = this.rooms.get(name);
-        if (rm?.joined) {
-          rm.holds++;
-          r.holds = rm;
-        }
-      }
-    }
-    for (const rm of [...this.rooms.values()]) {
-      if (rm.holds === 0 && rm.held.length > 0) this.flushHeld(rm);
-    }
-  }
-
-  /** release ends r's hold on its room's resumed messages. */
-  private release(r: Request): void {
-    const rm = r.holds;
-    if (!rm) return;
-    r.holds = null;
-    rm.holds--;
-    if (rm.holds === 0) this.flushHeld(rm);
-  }
-
-  private flushHeld(rm: Room): void {
-    const held = rm.held;
-    rm.held = [];
-    for (const d of held) this.deliver(d);
-    this.forget(rm);
-  }
-
-  /** push delivers d behind whatever rm holds. */
-  private push(rm: Room, d: Delivery): void {
-    if (rm.held.length > 0) rm.held.push(d);
-    else this.deliver(d);
+  /** welcomed runs once the session made cn its active connection. */
+  private welcomed(cn: Conn): void {
+    cn.watch(this.opts.heartbeatTimeout ?? Math.max(cn.heartbeat, minHeartbeatTimeout));
+    this.log.info(`switchboard: connected to ${cn.url} as ${this.user}, instance ${this.instance}, session ${this.session}, ${cn.resumed.size} rooms resumed`);
+    this.setState('connected');
+    for (const w of this.waiters.splice(0)) w.resolve();
   }
 
   private deliver(d: Delivery): void {
@@ -988,22 +524,6 @@ export class Client {
         this.events.emit('left', d.left);
     }
   }
-}
-
-function messageFrom(f: ServerFrame): Message {
-  const m: { -readonly [K in keyof Message]: Message[K] } = {
-    room: f.room ?? '',
-    epoch: f.epoch ?? '',
-    offset: f.offset ?? 0,
-    data: f.data ?? null,
-  };
-  if (f.from !== undefined) m.from = f.from;
-  if (f.ts !== undefined) m.ts = f.ts;
-  return m;
-}
-
-function abortReason(signal: AbortSignalLike): unknown {
-  return signal.reason ?? new Error('switchboard: aborted');
 }
 
 /** nextURL picks the URL of a reconnection: a random one other than the last, so that the clients of an instance that went away spread over the others. */

@@ -290,6 +290,51 @@ function report(err) {
   });
 }
 
+// clients/js/src/names.ts
+var maxRoomLen = 128;
+var maxUserLen = 127;
+function inbox(user) {
+  return "@" + user;
+}
+function checkUser(id) {
+  if (validUser(id)) return void 0;
+  return new ServerError("bad_request", `${JSON.stringify(id)} is not a valid user id: use 1-${maxUserLen} printable ASCII characters without spaces or braces`);
+}
+function validUser(id) {
+  if (typeof id !== "string" || id.length === 0 || id.length > maxUserLen) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c <= 32 || c > 126 || c === 123 || c === 125) return false;
+  }
+  return true;
+}
+function checkRoom(name) {
+  if (typeof name === "string" && name.startsWith("@")) {
+    if (validUser(name.slice(1))) return void 0;
+    return new ServerError("bad_room", `${JSON.stringify(name)} is not a valid inbox: the user id must be 1-${maxUserLen} printable characters without spaces or braces`);
+  }
+  if (typeof name === "string" && name.length > 0 && name.length <= maxRoomLen && /^[A-Za-z0-9_.:-]+$/.test(name)) return void 0;
+  return new ServerError("bad_room", `${JSON.stringify(name)} is not a valid room name: use 1-${maxRoomLen} characters of A-Z a-z 0-9 _ . : -`);
+}
+function encodeData(data) {
+  let s;
+  try {
+    s = JSON.stringify(data);
+  } catch (err) {
+    throw new TypeError(`switchboard: data is not JSON: ${err.message}`);
+  }
+  return s === void 0 ? null : JSON.parse(s);
+}
+function newKey() {
+  const b = new Uint8Array(16);
+  const c = globalThis.crypto;
+  if (c?.getRandomValues) c.getRandomValues(b);
+  else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
+  let bin = "";
+  for (const x of b) bin += String.fromCharCode(x);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 // clients/js/src/room.ts
 var key = (p) => `${p.offset} ${p.epoch}`;
 var Room = class {
@@ -364,57 +409,7 @@ var Room = class {
   }
 };
 
-// clients/js/src/names.ts
-var maxRoomLen = 128;
-var maxUserLen = 127;
-function inbox(user) {
-  return "@" + user;
-}
-function checkUser(id) {
-  if (validUser(id)) return void 0;
-  return new ServerError("bad_request", `${JSON.stringify(id)} is not a valid user id: use 1-${maxUserLen} printable ASCII characters without spaces or braces`);
-}
-function validUser(id) {
-  if (typeof id !== "string" || id.length === 0 || id.length > maxUserLen) return false;
-  for (let i = 0; i < id.length; i++) {
-    const c = id.charCodeAt(i);
-    if (c <= 32 || c > 126 || c === 123 || c === 125) return false;
-  }
-  return true;
-}
-function checkRoom(name) {
-  if (typeof name === "string" && name.startsWith("@")) {
-    if (validUser(name.slice(1))) return void 0;
-    return new ServerError("bad_room", `${JSON.stringify(name)} is not a valid inbox: the user id must be 1-${maxUserLen} printable characters without spaces or braces`);
-  }
-  if (typeof name === "string" && name.length > 0 && name.length <= maxRoomLen && /^[A-Za-z0-9_.:-]+$/.test(name)) return void 0;
-  return new ServerError("bad_room", `${JSON.stringify(name)} is not a valid room name: use 1-${maxRoomLen} characters of A-Z a-z 0-9 _ . : -`);
-}
-function encodeData(data) {
-  let s;
-  try {
-    s = JSON.stringify(data);
-  } catch (err) {
-    throw new TypeError(`switchboard: data is not JSON: ${err.message}`);
-  }
-  return s === void 0 ? null : JSON.parse(s);
-}
-function newKey() {
-  const b = new Uint8Array(16);
-  const c = globalThis.crypto;
-  if (c?.getRandomValues) c.getRandomValues(b);
-  else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
-  let bin = "";
-  for (const x of b) bin += String.fromCharCode(x);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-// clients/js/src/client.ts
-var minHeartbeatTimeout = 5e3;
-var silent = { debug() {
-}, info() {
-}, warn() {
-} };
+// clients/js/src/session.ts
 var UserChangedError = class extends ClosedError {
   constructor(user, was) {
     super(`switchboard: the server welcomed another user (${JSON.stringify(user)}) than before (${JSON.stringify(was)})`);
@@ -430,6 +425,467 @@ var answers = {
   history: "history",
   ping: "pong"
 };
+var Session = class {
+  constructor(hooks) {
+    this.hooks = hooks;
+  }
+  hooks;
+  /** The welcomed connection requests are written on. */
+  active = null;
+  userID = "";
+  sessionID = "";
+  instanceID = "";
+  nextID = 0;
+  pending = /* @__PURE__ */ new Map();
+  rooms = /* @__PURE__ */ new Map();
+  /** The inbox room of the welcomed user; empty before the first welcome. */
+  get inbox() {
+    return this.userID ? inbox(this.userID) : "";
+  }
+  /** The joined rooms, the inbox included, sorted. */
+  joined() {
+    return [...this.rooms.values()].filter((r) => r.joined).map((r) => r.name).sort();
+  }
+  /** position returns where the session is in room, or undefined unless joined. */
+  position(room) {
+    const rm = this.rooms.get(room);
+    return rm?.joined && rm.hasPos ? rm.pos : void 0;
+  }
+  /** hello completes the hello frame f for cn: it resumes every joined room and the inbox from the last position received, and names the last session. */
+  hello(cn, f) {
+    if (this.sessionID) f.session = this.sessionID;
+    cn.resumed = /* @__PURE__ */ new Set();
+    for (const rm of this.rooms.values()) {
+      if (!rm.joined) continue;
+      cn.resumed.add(rm.name);
+      if (rm.hasPos && rm.pos.epoch) (f.resume ??= {})[rm.name] = rm.pos;
+    }
+    return JSON.stringify(f);
+  }
+  /** failAll ends every pending request with err, for a client that stopped. */
+  failAll(err) {
+    for (const r of [...this.pending.values()]) this.resolve(r, void 0, err);
+  }
+  /** handle applies one frame of the server, received on cn. */
+  handle(cn, f) {
+    switch (f.type) {
+      case "welcome":
+        this.onWelcome(cn, f);
+        return;
+      case "message":
+        this.onMessage(f);
+        return;
+      case "reset":
+        this.onReset(f);
+        return;
+      case "joined":
+        this.onJoined(cn, f);
+        return;
+      case "server:reconnect":
+        cn.reconnectAfter = Math.max(Number(f.reconnectAfter) || 0, 0);
+        this.hooks.log.info(`switchboard: server ${f.server ?? ""} asks to reconnect after ${cn.reconnectAfter} ms`);
+        return;
+      case "left":
+        if (f.id === void 0) {
+          this.removedFrom(f.room ?? "");
+          return;
+        }
+    }
+    const r = this.answered(f);
+    if (!r) {
+      if (f.type === "error") this.hooks.log.warn(`switchboard: server error: ${f.code ?? ""}: ${f.message ?? ""}`);
+      return;
+    }
+    this.onAnswer(cn, r, f);
+  }
+  answered(f) {
+    return typeof f.id === "number" ? this.pending.get(f.id) : void 0;
+  }
+  /** onWelcome makes cn the active connection: the resume barrier and every pending request are written, in order. */
+  onWelcome(cn, f) {
+    if (cn.welcomed) return;
+    const user = f.user ?? "";
+    if (this.userID && user !== this.userID) {
+      cn.fail(new UserChangedError(user, this.userID));
+      return;
+    }
+    cn.welcomed = true;
+    this.userID = user;
+    this.sessionID = f.session ?? "";
+    this.instanceID = f.instance ?? "";
+    cn.heartbeat = f.heartbeat ?? 0;
+    const ib = this.roomFor(inbox(user));
+    ib.joined = true;
+    if (!cn.resumed.has(ib.name) && f.inbox) ib.setPos({ epoch: f.inbox.epoch, offset: f.inbox.offset });
+    this.active = cn;
+    const barrier = this.newRequest({ type: "ping" });
+    this.add(barrier);
+    cn.barrier = barrier.id;
+    this.recountHolds();
+    for (const id of [...this.pending.keys()].sort((a, b) => a - b)) {
+      const r = this.pending.get(id);
+      if (r.conn === null && !r.abandoned) this.write(cn, r);
+    }
+    this.hooks.welcomed(cn);
+  }
+  onMessage(f) {
+    const rm = this.rooms.get(f.room ?? "");
+    if (!rm) return;
+    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
+    if (rm.seen(p)) {
+      this.hooks.log.debug(`switchboard: duplicate dropped: ${rm.name} ${p.epoch}:${p.offset}`);
+      return;
+    }
+    if (rm.isOwn(p)) {
+      rm.forcePos(p);
+      return;
+    }
+    rm.forcePos(p);
+    const d = { kind: "message", message: messageFrom(f) };
+    if (rm.held.length > 0 || rm.holds > 0 && f.from === this.userID) {
+      rm.held.push(d);
+      return;
+    }
+    this.deliver(d);
+  }
+  onReset(f) {
+    const rm = this.rooms.get(f.room ?? "");
+    if (!rm) return;
+    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
+    rm.forcePos(p);
+    this.push(rm, { kind: "reset", reset: { room: rm.name, ...p } });
+  }
+  onJoined(cn, f) {
+    const name = f.room ?? "";
+    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
+    if (f.id === void 0) {
+      const rm2 = this.rooms.get(name);
+      if (!rm2) {
+        this.leaveQuietly(name);
+        return;
+      }
+      this.resumed(cn, rm2, f);
+      return;
+    }
+    const r = this.answered(f);
+    if (!r || r.frame.type !== "join") return;
+    let rm = this.rooms.get(name);
+    if (r.rejoin) {
+      this.resolve(r, f, void 0);
+      if (rm) this.resumed(cn, rm, f);
+    } else if (r.abandoned) {
+      this.resolve(r, f, void 0);
+      if (!rm || !rm.joined && rm.joins === 0) this.leaveQuietly(name);
+    } else {
+      rm ??= this.roomFor(name);
+      if (rm.joined) rm.setPos(p);
+      else {
+        rm.forcePos(p);
+        rm.joined = true;
+      }
+      this.resolve(r, f, void 0);
+    }
+  }
+  /** resumed records that the resume of cn joined rm again; a resume that could not recover every missed message is reported as a reset. */
+  resumed(cn, rm, f) {
+    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
+    rm.resumedOn = cn;
+    if (cn.resumed.has(rm.name) && !f.recovered) {
+      rm.forcePos(p);
+      this.push(rm, { kind: "reset", reset: { room: rm.name, ...p } });
+    } else {
+      rm.setPos(p);
+    }
+    rm.joined = true;
+  }
+  /** removedFrom handles a left without id: the server took the session out of the room. */
+  removedFrom(name) {
+    const rm = this.rooms.get(name);
+    if (!rm || !rm.joined || name === this.inbox) return;
+    this.flushHeld(rm);
+    rm.joined = false;
+    rm.unposition();
+    this.deliver({ kind: "left", left: { room: name, error: new ServerError("forbidden", "the server took the session out of the room") } });
+    this.forget(rm);
+  }
+  onAnswer(cn, r, f) {
+    if (f.type === "error") {
+      const err = new ServerError(f.code ?? "internal", f.message ?? "");
+      if (r.rejoin) {
+        this.resolve(r, void 0, err);
+        this.rejoinRefused(cn, r.frame.room ?? "", err);
+      } else if (r.frame.type === "leave" && f.code === "not_joined") {
+        this.left(r, f);
+      } else {
+        this.resolve(r, void 0, err);
+      }
+      return;
+    }
+    if (f.type !== answers[r.frame.type]) {
+      this.resolve(r, void 0, new ServerError("internal", `unexpected answer ${f.type} to ${r.frame.type}`));
+      return;
+    }
+    switch (r.frame.type) {
+      case "publish":
+      case "send":
+        this.ownAck(f);
+        this.resolve(r, f, void 0);
+        return;
+      case "leave":
+        this.left(r, f);
+        return;
+      case "ping":
+        this.resolve(r, f, void 0);
+        if (r.id === cn.barrier) this.afterResume(cn);
+        return;
+    }
+    this.resolve(r, f, void 0);
+  }
+  /** left ends a leave: the room is no longer joined. */
+  left(r, f) {
+    const rm = this.rooms.get(r.frame.room ?? "");
+    if (rm) {
+      rm.joined = false;
+      rm.unposition();
+      this.flushHeld(rm);
+    }
+    this.resolve(r, f, void 0);
+  }
+  /** ownAck records the position of the client's own publish. */
+  ownAck(f) {
+    if (this.hooks.echo) return;
+    const rm = this.rooms.get(f.room ?? "");
+    if (!rm || !rm.joined) return;
+    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
+    const i = rm.held.findIndex((d) => d.kind === "message" && d.message.epoch === p.epoch && d.message.offset === p.offset);
+    if (i >= 0) {
+      rm.held.splice(i, 1);
+      return;
+    }
+    if (rm.seen(p)) return;
+    rm.addOwn(p);
+    if (rm.hasPos && p.epoch === rm.pos.epoch) rm.forcePos(rm.pos);
+  }
+  /**
+   * afterResume rejoins the rooms that the resume of cn did not join: the
+   * server answered those with error frames without id, which name no room
+   * the client could rely on, so it asks again with a join of its own.
+   */
+  afterResume(cn) {
+    for (const name of [...cn.resumed].sort()) {
+      const rm = this.rooms.get(name);
+      if (!rm || !rm.joined || rm.resumedOn === cn) continue;
+      this.hooks.log.warn(`switchboard: room ${name} not resumed, joining again`);
+      const frame = { type: "join", room: name };
+      if (rm.hasPos && rm.pos.epoch) frame.since = rm.pos;
+      const r = this.newRequest(frame);
+      r.rejoin = true;
+      this.add(r);
+    }
+  }
+  /** rejoinRefused: a refusal that may pass ends the connection so that the next one tries again; any other drops the room and says so. */
+  rejoinRefused(cn, name, err) {
+    if (retryable(err) || err.code === "internal") {
+      cn.fail(err);
+      return;
+    }
+    const rm = this.rooms.get(name);
+    if (!rm) return;
+    this.hooks.log.warn(`switchboard: room ${name} lost: ${err.message}`);
+    this.flushHeld(rm);
+    rm.joined = false;
+    this.deliver({ kind: "left", left: { room: name, error: err } });
+    rm.unposition();
+    this.forget(rm);
+  }
+  /** leaveQuietly leaves a room the server joined without the client asking. */
+  leaveQuietly(name) {
+    if (name === this.inbox) return;
+    this.add(this.newRequest({ type: "leave", room: name }));
+  }
+  // Requests.
+  /** roundTrip sends frame once (now, or on the next connection) and waits for its answer or the signal. */
+  roundTrip(frame, signal) {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(abortReason(signal));
+      const r = this.newRequest(frame);
+      let onAbort;
+      r.settle = (f, err) => {
+        if (onAbort) signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve(f);
+      };
+      if (signal) {
+        onAbort = () => {
+          if (this.pending.get(r.id) !== r || r.abandoned) return;
+          this.abandon(r);
+          reject(abortReason(signal));
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+      this.add(r);
+    });
+  }
+  newRequest(frame) {
+    return { id: 0, frame: { ...frame }, conn: null, everSent: false, abandoned: false, holds: null, counted: false, rejoin: false };
+  }
+  /** add gives r an id, makes it pending and writes it if connected. */
+  add(r) {
+    r.id = ++this.nextID;
+    r.frame.id = r.id;
+    this.pending.set(r.id, r);
+    if (r.settle && r.frame.type === "join") {
+      const rm = this.roomFor(r.frame.room);
+      rm.joins++;
+      r.counted = true;
+      if (r.frame.since && !rm.joined && !rm.hasPos) {
+        rm.pos = r.frame.since;
+        rm.hasPos = true;
+      }
+    } else if (r.settle && r.frame.type === "leave") {
+      const rm = this.rooms.get(r.frame.room);
+      if (rm) {
+        rm.leaves++;
+        r.counted = true;
+      }
+    }
+    if (this.active) this.write(this.active, r);
+  }
+  /** write sends r's frame on cn; a join resumes from what the client already received of the room. */
+  write(cn, r) {
+    r.conn = cn;
+    let f = r.frame;
+    if (f.type === "join" && f.since) {
+      const rm = this.rooms.get(f.room);
+      if (rm?.hasPos && rm.pos.epoch) f = { ...f, since: rm.pos };
+    }
+    cn.send(JSON.stringify(f));
+  }
+  /**
+   * detach forgets cn after it ended: what was written on it and not
+   * answered is written again on the next connection, except the client's
+   * own requests and abandoned ones.
+   */
+  detach(cn) {
+    if (this.active === cn) this.active = null;
+    for (const r of [...this.pending.values()]) {
+      if (r.conn !== cn) continue;
+      r.conn = null;
+      if (!r.settle || r.abandoned) {
+        this.pending.delete(r.id);
+        this.release(r);
+      } else if (r.frame.type === "publish" || r.frame.type === "send") {
+        r.everSent = true;
+      }
+    }
+  }
+  /** resolve ends r with an answer or an error. */
+  resolve(r, f, err) {
+    this.pending.delete(r.id);
+    this.uncount(r);
+    this.release(r);
+    if (r.settle && !r.abandoned) r.settle(f, err);
+  }
+  /**
+   * abandon gives up r because its caller's signal aborted. A publish or
+   * join that was written may still be answered: it stays pending until
+   * then (or until the connection ends), so that its answer is not lost for
+   * the positions, but it is not written again.
+   */
+  abandon(r) {
+    this.release(r);
+    this.uncount(r);
+    const publishes = r.frame.type === "publish" || r.frame.type === "send";
+    if (r.conn && (publishes || r.frame.type === "join")) {
+      r.abandoned = true;
+      return;
+    }
+    this.pending.delete(r.id);
+  }
+  uncount(r) {
+    if (!r.counted) return;
+    r.counted = false;
+    const rm = this.rooms.get(r.frame.room ?? "");
+    if (!rm) return;
+    if (r.frame.type === "join") rm.joins--;
+    else rm.leaves--;
+    this.forget(rm);
+  }
+  // Rooms and deliveries.
+  roomFor(name) {
+    let rm = this.rooms.get(name);
+    if (!rm) {
+      rm = new Room(name);
+      this.rooms.set(name, rm);
+    }
+    return rm;
+  }
+  forget(rm) {
+    if (rm.idle()) this.rooms.delete(rm.name);
+  }
+  /** recountHolds counts, at a welcome, the publishes written on an ended connection and not answered yet. */
+  recountHolds() {
+    if (this.hooks.echo) return;
+    for (const rm of this.rooms.values()) rm.holds = 0;
+    for (const r of this.pending.values()) {
+      r.holds = null;
+      if ((r.frame.type === "publish" || r.frame.type === "send") && r.everSent && !r.abandoned) {
+        const name = r.frame.type === "send" ? inbox(r.frame.to) : r.frame.room;
+        const rm = this.rooms.get(name);
+        if (rm?.joined) {
+          rm.holds++;
+          r.holds = rm;
+        }
+      }
+    }
+    for (const rm of [...this.rooms.values()]) {
+      if (rm.holds === 0 && rm.held.length > 0) this.flushHeld(rm);
+    }
+  }
+  /** release ends r's hold on its room's resumed messages. */
+  release(r) {
+    const rm = r.holds;
+    if (!rm) return;
+    r.holds = null;
+    rm.holds--;
+    if (rm.holds === 0) this.flushHeld(rm);
+  }
+  flushHeld(rm) {
+    const held = rm.held;
+    rm.held = [];
+    for (const d of held) this.deliver(d);
+    this.forget(rm);
+  }
+  /** push delivers d behind whatever rm holds. */
+  push(rm, d) {
+    if (rm.held.length > 0) rm.held.push(d);
+    else this.deliver(d);
+  }
+  deliver(d) {
+    this.hooks.deliver(d);
+  }
+};
+function messageFrom(f) {
+  const m = {
+    room: f.room ?? "",
+    epoch: f.epoch ?? "",
+    offset: f.offset ?? 0,
+    data: f.data ?? null
+  };
+  if (f.from !== void 0) m.from = f.from;
+  if (f.ts !== void 0) m.ts = f.ts;
+  return m;
+}
+function abortReason(signal) {
+  return signal.reason ?? new Error("switchboard: aborted");
+}
+
+// clients/js/src/client.ts
+var minHeartbeatTimeout = 5e3;
+var silent = { debug() {
+}, info() {
+}, warn() {
+} };
 var Client = class {
   opts;
   WS;
@@ -444,15 +900,10 @@ var Client = class {
   stopError;
   currentState = "disconnected";
   everWelcomed = false;
+  /** The connection of the current attempt. */
   conn = null;
-  /** The welcomed connection requests are written on. */
-  active = null;
-  nextID = 0;
-  pending = /* @__PURE__ */ new Map();
-  rooms = /* @__PURE__ */ new Map();
-  userID = "";
-  sessionID = "";
-  instanceID = "";
+  /** The rooms, positions and pending requests, across connections. */
+  proto;
   waiters = [];
   wake = null;
   /** Called when the client stops. */
@@ -477,6 +928,12 @@ var Client = class {
     }
     this.backoff = new Backoff(opts.backoff);
     this.log = opts.logger ?? silent;
+    this.proto = new Session({
+      echo: opts.echo ?? false,
+      log: this.log,
+      deliver: (d) => this.deliver(d),
+      welcomed: (cn) => this.welcomed(cn)
+    });
     this.urlIndex = Math.floor(Math.random() * this.urls.length);
   }
   /** on adds a listener for event and returns a function that removes it. Listeners run after the client's own handling, in order. */
@@ -493,19 +950,19 @@ var Client = class {
   }
   /** The user the server welcomed the client as; empty before the first welcome. */
   get user() {
-    return this.userID;
+    return this.proto.userID;
   }
   /** The id of the current (or last) session. */
   get session() {
-    return this.sessionID;
+    return this.proto.sessionID;
   }
   /** The id of the instance of the current (or last) session. */
   get instance() {
-    return this.instanceID;
+    return this.proto.instanceID;
   }
   /** The client's inbox room, `@` and its user id; empty before the first welcome. */
   get inbox() {
-    return this.userID ? inbox(this.userID) : "";
+    return this.proto.inbox;
   }
   /** Why the client stopped: a {@link CloseError}, or a {@link ClosedError} after {@link close}; undefined while it runs. */
   get error() {
@@ -513,12 +970,11 @@ var Client = class {
   }
   /** The joined rooms, the inbox included, sorted. */
   get joined() {
-    return [...this.rooms.values()].filter((r) => r.joined).map((r) => r.name).sort();
+    return this.proto.joined();
   }
   /** position returns where the client is in room: the last message received, or where the stream started; undefined unless joined. */
   position(room) {
-    const rm = this.rooms.get(room);
-    return rm?.joined && rm.hasPos ? rm.pos : void 0;
+    return this.proto.position(room);
   }
   /**
    * connect starts the client and resolves once the server welcomed it.
@@ -531,7 +987,7 @@ var Client = class {
    */
   connect(opts = {}) {
     if (this.stopped) return Promise.reject(this.stopError);
-    if (this.active) return Promise.resolve();
+    if (this.proto.active) return Promise.resolve();
     const p = new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
     const { signal } = opts;
     if (signal) {
@@ -712,7 +1168,7 @@ var Client = class {
         cn = new Conn(this.WS, url, {
           open: (c) => this.hello(c, token),
           frames: (c, frames) => {
-            for (const f of frames) this.handle(c, f);
+            for (const f of frames) this.proto.handle(c, f);
           }
         });
       } catch (err2) {
@@ -723,7 +1179,7 @@ var Client = class {
         if (!cn.welcomed) cn.fail(new ConnectionError("no welcome within the handshake timeout"));
       });
       const err = await cn.done;
-      this.detach(cn);
+      this.proto.detach(cn);
       this.conn = null;
       return { welcomed: cn.welcomed, err, reconnectAfter: cn.reconnectAfter };
     } finally {
@@ -776,7 +1232,7 @@ var Client = class {
     if (this.stopped) return;
     this.stopped = true;
     this.stopError = err;
-    for (const r of [...this.pending.values()]) this.resolve(r, void 0, err);
+    this.proto.failAll(err);
     for (const w of this.waiters.splice(0)) w.reject(err);
     for (const f of [...this.onStop]) f();
     const byClose = this.closing && !(err instanceof CloseError);
@@ -789,254 +1245,7 @@ var Client = class {
     const f = { type: "hello", batch: this.opts.batch ?? true, echo: this.opts.echo ?? false };
     if (token !== void 0) f.token = token;
     else f.user = this.opts.user;
-    if (this.sessionID) f.session = this.sessionID;
-    cn.resumed = /* @__PURE__ */ new Set();
-    for (const rm of this.rooms.values()) {
-      if (!rm.joined) continue;
-      cn.resumed.add(rm.name);
-      if (rm.hasPos && rm.pos.epoch) (f.resume ??= {})[rm.name] = rm.pos;
-    }
-    return JSON.stringify(f);
-  }
-  // Frames from the server.
-  handle(cn, f) {
-    switch (f.type) {
-      case "welcome":
-        this.onWelcome(cn, f);
-        return;
-      case "message":
-        this.onMessage(f);
-        return;
-      case "reset":
-        this.onReset(f);
-        return;
-      case "joined":
-        this.onJoined(cn, f);
-        return;
-      case "server:reconnect":
-        cn.reconnectAfter = Math.max(Number(f.reconnectAfter) || 0, 0);
-        this.log.info(`switchboard: server ${f.server ?? ""} asks to reconnect after ${cn.reconnectAfter} ms`);
-        return;
-      case "left":
-        if (f.id === void 0) {
-          this.removedFrom(f.room ?? "");
-          return;
-        }
-    }
-    const r = this.answered(f);
-    if (!r) {
-      if (f.type === "error") this.log.warn(`switchboard: server error: ${f.code ?? ""}: ${f.message ?? ""}`);
-      return;
-    }
-    this.onAnswer(cn, r, f);
-  }
-  answered(f) {
-    return typeof f.id === "number" ? this.pending.get(f.id) : void 0;
-  }
-  /** onWelcome makes cn the active connection: the resume barrier and every pending request are written, in order. */
-  onWelcome(cn, f) {
-    if (cn.welcomed) return;
-    const user = f.user ?? "";
-    if (this.userID && user !== this.userID) {
-      cn.fail(new UserChangedError(user, this.userID));
-      return;
-    }
-    cn.welcomed = true;
-    this.userID = user;
-    this.sessionID = f.session ?? "";
-    this.instanceID = f.instance ?? "";
-    cn.heartbeat = f.heartbeat ?? 0;
-    const ib = this.roomFor(inbox(user));
-    ib.joined = true;
-    if (!cn.resumed.has(ib.name) && f.inbox) ib.setPos({ epoch: f.inbox.epoch, offset: f.inbox.offset });
-    this.active = cn;
-    const barrier = this.newRequest({ type: "ping" });
-    this.add(barrier);
-    cn.barrier = barrier.id;
-    this.recountHolds();
-    for (const id of [...this.pending.keys()].sort((a, b) => a - b)) {
-      const r = this.pending.get(id);
-      if (r.conn === null && !r.abandoned) this.write(cn, r);
-    }
-    cn.watch(this.opts.heartbeatTimeout ?? Math.max(cn.heartbeat, minHeartbeatTimeout));
-    this.log.info(`switchboard: connected to ${cn.url} as ${user}, instance ${this.instanceID}, session ${this.sessionID}, ${cn.resumed.size} rooms resumed`);
-    this.setState("connected");
-    for (const w of this.waiters.splice(0)) w.resolve();
-  }
-  onMessage(f) {
-    const rm = this.rooms.get(f.room ?? "");
-    if (!rm) return;
-    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
-    if (rm.seen(p)) {
-      this.log.debug(`switchboard: duplicate dropped: ${rm.name} ${p.epoch}:${p.offset}`);
-      return;
-    }
-    if (rm.isOwn(p)) {
-      rm.forcePos(p);
-      return;
-    }
-    rm.forcePos(p);
-    const d = { kind: "message", message: messageFrom(f) };
-    if (rm.held.length > 0 || rm.holds > 0 && f.from === this.userID) {
-      rm.held.push(d);
-      return;
-    }
-    this.deliver(d);
-  }
-  onReset(f) {
-    const rm = this.rooms.get(f.room ?? "");
-    if (!rm) return;
-    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
-    rm.forcePos(p);
-    this.push(rm, { kind: "reset", reset: { room: rm.name, ...p } });
-  }
-  onJoined(cn, f) {
-    const name = f.room ?? "";
-    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
-    if (f.id === void 0) {
-      const rm2 = this.rooms.get(name);
-      if (!rm2) {
-        this.leaveQuietly(name);
-        return;
-      }
-      this.resumed(cn, rm2, f);
-      return;
-    }
-    const r = this.answered(f);
-    if (!r || r.frame.type !== "join") return;
-    let rm = this.rooms.get(name);
-    if (r.rejoin) {
-      this.resolve(r, f, void 0);
-      if (rm) this.resumed(cn, rm, f);
-    } else if (r.abandoned) {
-      this.resolve(r, f, void 0);
-      if (!rm || !rm.joined && rm.joins === 0) this.leaveQuietly(name);
-    } else {
-      rm ??= this.roomFor(name);
-      if (rm.joined) rm.setPos(p);
-      else {
-        rm.forcePos(p);
-        rm.joined = true;
-      }
-      this.resolve(r, f, void 0);
-    }
-  }
-  /** resumed records that the resume of cn joined rm again; a resume that could not recover every missed message is reported as a reset. */
-  resumed(cn, rm, f) {
-    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
-    rm.resumedOn = cn;
-    if (cn.resumed.has(rm.name) && !f.recovered) {
-      rm.forcePos(p);
-      this.push(rm, { kind: "reset", reset: { room: rm.name, ...p } });
-    } else {
-      rm.setPos(p);
-    }
-    rm.joined = true;
-  }
-  /** removedFrom handles a left without id: the server took the session out of the room. */
-  removedFrom(name) {
-    const rm = this.rooms.get(name);
-    if (!rm || !rm.joined || name === this.inbox) return;
-    this.flushHeld(rm);
-    rm.joined = false;
-    rm.unposition();
-    this.deliver({ kind: "left", left: { room: name, error: new ServerError("forbidden", "the server took the session out of the room") } });
-    this.forget(rm);
-  }
-  onAnswer(cn, r, f) {
-    if (f.type === "error") {
-      const err = new ServerError(f.code ?? "internal", f.message ?? "");
-      if (r.rejoin) {
-        this.resolve(r, void 0, err);
-        this.rejoinRefused(cn, r.frame.room ?? "", err);
-      } else if (r.frame.type === "leave" && f.code === "not_joined") {
-        this.left(r, f);
-      } else {
-        this.resolve(r, void 0, err);
-      }
-      return;
-    }
-    if (f.type !== answers[r.frame.type]) {
-      this.resolve(r, void 0, new ServerError("internal", `unexpected answer ${f.type} to ${r.frame.type}`));
-      return;
-    }
-    switch (r.frame.type) {
-      case "publish":
-      case "send":
-        this.ownAck(f);
-        this.resolve(r, f, void 0);
-        return;
-      case "leave":
-        this.left(r, f);
-        return;
-      case "ping":
-        this.resolve(r, f, void 0);
-        if (r.id === cn.barrier) this.afterResume(cn);
-        return;
-    }
-    this.resolve(r, f, void 0);
-  }
-  /** left ends a leave: the room is no longer joined. */
-  left(r, f) {
-    const rm = this.rooms.get(r.frame.room ?? "");
-    if (rm) {
-      rm.joined = false;
-      rm.unposition();
-      this.flushHeld(rm);
-    }
-    this.resolve(r, f, void 0);
-  }
-  /** ownAck records the position of the client's own publish. */
-  ownAck(f) {
-    if (this.opts.echo) return;
-    const rm = this.rooms.get(f.room ?? "");
-    if (!rm || !rm.joined) return;
-    const p = { epoch: f.epoch ?? "", offset: f.offset ?? 0 };
-    const i = rm.held.findIndex((d) => d.kind === "message" && d.message.epoch === p.epoch && d.message.offset === p.offset);
-    if (i >= 0) {
-      rm.held.splice(i, 1);
-      return;
-    }
-    if (rm.seen(p)) return;
-    rm.addOwn(p);
-    if (rm.hasPos && p.epoch === rm.pos.epoch) rm.forcePos(rm.pos);
-  }
-  /**
-   * afterResume rejoins the rooms that the resume of cn did not join: the
-   * server answered those with error frames without id, which name no room
-   * the client could rely on, so it asks again with a join of its own.
-   */
-  afterResume(cn) {
-    for (const name of [...cn.resumed].sort()) {
-      const rm = this.rooms.get(name);
-      if (!rm || !rm.joined || rm.resumedOn === cn) continue;
-      this.log.warn(`switchboard: room ${name} not resumed, joining again`);
-      const frame = { type: "join", room: name };
-      if (rm.hasPos && rm.pos.epoch) frame.since = rm.pos;
-      const r = this.newRequest(frame);
-      r.rejoin = true;
-      this.add(r);
-    }
-  }
-  /** rejoinRefused: a refusal that may pass ends the connection so that the next one tries again; any other drops the room and says so. */
-  rejoinRefused(cn, name, err) {
-    if (retryable(err) || err.code === "internal") {
-      cn.fail(err);
-      return;
-    }
-    const rm = this.rooms.get(name);
-    if (!rm) return;
-    this.log.warn(`switchboard: room ${name} lost: ${err.message}`);
-    this.flushHeld(rm);
-    rm.joined = false;
-    this.deliver({ kind: "left", left: { room: name, error: err } });
-    rm.unposition();
-    this.forget(rm);
-  }
-  /** leaveQuietly leaves a room the server joined without the client asking. */
-  leaveQuietly(name) {
-    if (name === this.inbox) return;
-    this.add(this.newRequest({ type: "leave", room: name }));
+    return this.proto.hello(cn, f);
   }
   // Requests.
   /**
@@ -1047,36 +1256,14 @@ var Client = class {
   async request(frame, signal) {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.roundTrip(frame, signal);
+        if (this.stopped) throw this.stopError;
+        return await this.proto.roundTrip(frame, signal);
       } catch (err) {
         if (!retryable(err)) throw err;
         this.log.debug(`switchboard: ${frame.type} refused (${err.message}), retrying`);
         await this.pause(this.backoff.delay(attempt), signal);
       }
     }
-  }
-  /** roundTrip sends frame once (now, or on the next connection) and waits for its answer or the signal. */
-  roundTrip(frame, signal) {
-    return new Promise((resolve, reject) => {
-      if (this.stopped) return reject(this.stopError);
-      if (signal?.aborted) return reject(abortReason(signal));
-      const r = this.newRequest(frame);
-      let onAbort;
-      r.settle = (f, err) => {
-        if (onAbort) signal?.removeEventListener("abort", onAbort);
-        if (err) reject(err);
-        else resolve(f);
-      };
-      if (signal) {
-        onAbort = () => {
-          if (this.pending.get(r.id) !== r || r.abandoned) return;
-          this.abandon(r);
-          reject(abortReason(signal));
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-      }
-      this.add(r);
-    });
   }
   /** pause waits ms, rejecting if the signal aborts or the client stops. */
   pause(ms, signal) {
@@ -1096,140 +1283,12 @@ var Client = class {
       };
     });
   }
-  newRequest(frame) {
-    return { id: 0, frame: { ...frame }, conn: null, everSent: false, abandoned: false, holds: null, counted: false, rejoin: false };
-  }
-  /** add gives r an id, makes it pending and writes it if connected. */
-  add(r) {
-    r.id = ++this.nextID;
-    r.frame.id = r.id;
-    this.pending.set(r.id, r);
-    if (r.settle && r.frame.type === "join") {
-      const rm = this.roomFor(r.frame.room);
-      rm.joins++;
-      r.counted = true;
-      if (r.frame.since && !rm.joined && !rm.hasPos) {
-        rm.pos = r.frame.since;
-        rm.hasPos = true;
-      }
-    } else if (r.settle && r.frame.type === "leave") {
-      const rm = this.rooms.get(r.frame.room);
-      if (rm) {
-        rm.leaves++;
-        r.counted = true;
-      }
-    }
-    if (this.active) this.write(this.active, r);
-  }
-  /** write sends r's frame on cn; a join resumes from what the client already received of the room. */
-  write(cn, r) {
-    r.conn = cn;
-    let f = r.frame;
-    if (f.type === "join" && f.since) {
-      const rm = this.rooms.get(f.room);
-      if (rm?.hasPos && rm.pos.epoch) f = { ...f, since: rm.pos };
-    }
-    cn.send(JSON.stringify(f));
-  }
-  /**
-   * detach forgets cn after it ended: what was written on it and not
-   * answered is written again on the next connection, except the client's
-   * own requests and abandoned ones.
-   */
-  detach(cn) {
-    if (this.active === cn) this.active = null;
-    for (const r of [...this.pending.values()]) {
-      if (r.conn !== cn) continue;
-      r.conn = null;
-      if (!r.settle || r.abandoned) {
-        this.pending.delete(r.id);
-        this.release(r);
-      } else if (r.frame.type === "publish" || r.frame.type === "send") {
-        r.everSent = true;
-      }
-    }
-  }
-  /** resolve ends r with an answer or an error. */
-  resolve(r, f, err) {
-    this.pending.delete(r.id);
-    this.uncount(r);
-    this.release(r);
-    if (r.settle && !r.abandoned) r.settle(f, err);
-  }
-  /**
-   * abandon gives up r because its caller's signal aborted. A publish or
-   * join that was written may still be answered: it stays pending until
-   * then (or until the connection ends), so that its answer is not lost for
-   * the positions, but it is not written again.
-   */
-  abandon(r) {
-    this.release(r);
-    this.uncount(r);
-    const publishes = r.frame.type === "publish" || r.frame.type === "send";
-    if (r.conn && (publishes || r.frame.type === "join")) {
-      r.abandoned = true;
-      return;
-    }
-    this.pending.delete(r.id);
-  }
-  uncount(r) {
-    if (!r.counted) return;
-    r.counted = false;
-    const rm = this.rooms.get(r.frame.room ?? "");
-    if (!rm) return;
-    if (r.frame.type === "join") rm.joins--;
-    else rm.leaves--;
-    this.forget(rm);
-  }
-  // Rooms and deliveries.
-  roomFor(name) {
-    let rm = this.rooms.get(name);
-    if (!rm) {
-      rm = new Room(name);
-      this.rooms.set(name, rm);
-    }
-    return rm;
-  }
-  forget(rm) {
-    if (rm.idle()) this.rooms.delete(rm.name);
-  }
-  /** recountHolds counts, at a welcome, the publishes written on an ended connection and not answered yet. */
-  recountHolds() {
-    if (this.opts.echo) return;
-    for (const rm of this.rooms.values()) rm.holds = 0;
-    for (const r of this.pending.values()) {
-      r.holds = null;
-      if ((r.frame.type === "publish" || r.frame.type === "send") && r.everSent && !r.abandoned) {
-        const name = r.frame.type === "send" ? inbox(r.frame.to) : r.frame.room;
-        const rm = this.rooms.get(name);
-        if (rm?.joined) {
-          rm.holds++;
-          r.holds = rm;
-        }
-      }
-    }
-    for (const rm of [...this.rooms.values()]) {
-      if (rm.holds === 0 && rm.held.length > 0) this.flushHeld(rm);
-    }
-  }
-  /** release ends r's hold on its room's resumed messages. */
-  release(r) {
-    const rm = r.holds;
-    if (!rm) return;
-    r.holds = null;
-    rm.holds--;
-    if (rm.holds === 0) this.flushHeld(rm);
-  }
-  flushHeld(rm) {
-    const held = rm.held;
-    rm.held = [];
-    for (const d of held) this.deliver(d);
-    this.forget(rm);
-  }
-  /** push delivers d behind whatever rm holds. */
-  push(rm, d) {
-    if (rm.held.length > 0) rm.held.push(d);
-    else this.deliver(d);
+  /** welcomed runs once the session made cn its active connection. */
+  welcomed(cn) {
+    cn.watch(this.opts.heartbeatTimeout ?? Math.max(cn.heartbeat, minHeartbeatTimeout));
+    this.log.info(`switchboard: connected to ${cn.url} as ${this.user}, instance ${this.instance}, session ${this.session}, ${cn.resumed.size} rooms resumed`);
+    this.setState("connected");
+    for (const w of this.waiters.splice(0)) w.resolve();
   }
   deliver(d) {
     if (this.closing) return;
@@ -1245,20 +1304,6 @@ var Client = class {
     }
   }
 };
-function messageFrom(f) {
-  const m = {
-    room: f.room ?? "",
-    epoch: f.epoch ?? "",
-    offset: f.offset ?? 0,
-    data: f.data ?? null
-  };
-  if (f.from !== void 0) m.from = f.from;
-  if (f.ts !== void 0) m.ts = f.ts;
-  return m;
-}
-function abortReason(signal) {
-  return signal.reason ?? new Error("switchboard: aborted");
-}
 function nextURL(last, n) {
   if (n < 2) return 0;
   return (last + 1 + Math.floor(Math.random() * (n - 1))) % n;
