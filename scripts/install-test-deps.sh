@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian machine: redis-server
 # (the tests start their own throwaway servers), nginx and Chromium (the
-# browser tests run the demo behind deploy/nginx.conf; no nginx service is
-# started) and a pinned staticcheck.
+# browser tests start their own nginx process from deploy/nginx.conf, and
+# need no nginx service) and a pinned staticcheck.
 set -euo pipefail
 
 # Debian packages the tests need, by the command that shows they are there.
