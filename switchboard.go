@@ -221,7 +221,9 @@ func New(cfg Config) (*Instance, error) {
 	}
 	inst.mux.Handle("GET /ws", h)
 	if cfg.Dev {
-		inst.mux.Handle("GET /{$}", demo.Handler())
+		for _, path := range demo.Paths {
+			inst.mux.Handle("GET "+path, demo.Handler())
+		}
 		// Profiles for development and benchmarks; never on outside dev mode.
 		inst.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		inst.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
