@@ -280,6 +280,11 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 		i.log.Error("http server stopped", "err", serveErr)
 	}
 
+	// From now on every answer closes its connection: a proxy that keeps
+	// connections to this instance alive would otherwise send a request
+	// on one that Shutdown closes under it, and a POST caught that way is
+	// not retried elsewhere (nginx answers 502).
+	srv.SetKeepAlivesEnabled(false)
 	drainCtx, cancel := context.WithTimeout(context.Background(), i.cfg.DrainTimeout)
 	defer cancel()
 	drainErr := i.hub.Drain(drainCtx)
