@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 LISTEN      ?= :8080
 
-.PHONY: run build test deps lint unit browser bench bench-cluster bench-go chaos fuzz clean
+.PHONY: run build test deps lint unit js demo browser bench bench-cluster bench-go chaos fuzz clean
 
 ## run: start one instance on the embedded broker in dev mode (http://localhost:8080)
 run:
@@ -15,10 +15,11 @@ run:
 build:
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 
-## test: install what the tests need, then gofmt, vet, staticcheck, every Go test with -race (Redis required) and the browser tests
-test: deps lint unit browser
+## test: install what the tests need, then gofmt, vet, staticcheck, every Go test with -race (Redis required),
+## the TypeScript client's tests and the browser tests
+test: deps lint unit js browser
 
-## deps: install redis-server, Chromium and staticcheck when they are missing
+## deps: install redis-server, nginx, Chromium and staticcheck when they are missing
 deps:
 	@scripts/install-test-deps.sh
 
@@ -34,10 +35,24 @@ lint:
 ## unit: every Go test with the race detector; tests that need redis-server fail instead of skipping.
 ## One package at a time (-p 1): the process and chaos tests load both cores, and timing-sensitive
 ## tests of other packages should not compete with them.
+## The delivery, close and slow-reader tests run a second time over TLS (wss://), which takes the
+## blocking-writer path of package transport instead of direct writes.
 unit:
 	SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 20m ./...
+	SWITCHBOARD_TEST_TLS=1 SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 10m \
+	  -run '^(TestDelivery_|TestProtocol_Delivery|TestProtocol_CloseCodes|TestWire_|TestHub_)' . ./hub/
 
-## browser: the demo page in Debian's Chromium, driven by playwright-core
+## js: the TypeScript client (clients/js): unit tests, end-to-end tests against switchboard and
+## redis-server processes, and the check that the committed demo bundle is a fresh build
+js:
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test
+
+## demo: rebuild the demo page's bundle (internal/demo/static/app.js) after changing it or the client
+demo:
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm run build:demo
+
+## browser: the demo page in Debian's Chromium, driven by playwright-core, behind nginx (deploy/nginx.conf)
+## in front of two instances on one redis-server; screenshots land in test/browser/artifacts/
 browser:
 	cd test/browser && npm ci --no-audit --no-fund --loglevel=error && npm test
 

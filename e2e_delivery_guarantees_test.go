@@ -112,11 +112,21 @@ type collected struct {
 // collectUntil reads c in a goroutine until done says the last frame was
 // enough, or a read fails. The Conn must not be read elsewhere meanwhile.
 func collectUntil(c *wstest.Conn, done func(f protocol.ServerFrame) bool) <-chan collected {
+	return collectAfter(nil, wstest.Timeout, c, done)
+}
+
+// collectAfter is collectUntil, but starts reading only once start is
+// closed (a nil start starts at once), and gives up after idle without a
+// frame.
+func collectAfter(start <-chan struct{}, idle time.Duration, c *wstest.Conn, done func(f protocol.ServerFrame) bool) <-chan collected {
 	ch := make(chan collected, 1)
 	go func() {
+		if start != nil {
+			<-start
+		}
 		var res collected
 		for {
-			f, err := c.NextErr(wstest.Timeout)
+			f, err := c.NextErr(idle)
 			if err != nil {
 				res.err = fmt.Errorf("after %d frames: %w", len(res.frames), err)
 				break
@@ -509,8 +519,12 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 
 	// joinedCh gets a value as each joiner reads its joined frame.
 	joinedCh := make(chan struct{}, joiners)
-	readToEnd := func(c *wstest.Conn) <-chan collected {
-		return collectUntil(c, func(f protocol.ServerFrame) bool {
+	// A joiner's reader starts when the joiner is released: until then it
+	// gets nothing, for as long as the publisher takes to get there. A
+	// recovery of hundreds of messages under -race on a loaded machine may
+	// take seconds: the reader is patient.
+	readToEnd := func(start <-chan struct{}, c *wstest.Conn) <-chan collected {
+		return collectAfter(start, 30*time.Second, c, func(f protocol.ServerFrame) bool {
 			if f.Type == protocol.TypeJoined {
 				joinedCh <- struct{}{}
 			}
@@ -524,7 +538,7 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 				c, err := wstest.TryDial(t, nil, srv.WS, wstest.Hello{User: j.name, Batch: true,
 					Resume: map[string]protocol.Position{room: {Epoch: epoch, Offset: j.since}}})
 				if err == nil {
-					j.c, j.done = c, readToEnd(c)
+					j.c, j.done = c, readToEnd(nil, c)
 				}
 				j.err <- err
 			}()
@@ -534,7 +548,7 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 		if j.kind == "since" {
 			frame = wstest.Frame("join", "id", j.name, "room", room, "since", protocol.Position{Epoch: epoch, Offset: j.since})
 		}
-		j.done = readToEnd(j.c)
+		j.done = readToEnd(j.start, j.c)
 		go func() {
 			<-j.start
 			j.err <- j.c.TrySend(frame)

@@ -107,10 +107,32 @@ func runSlowConsumer(t *testing.T, total, size int) {
 
 	// overflowAt is how many messages had been published when the server
 	// was first seen to have closed the slow session's queue.
+	// Once the server has closed its queue, the slow client reads again,
+	// in the background while publishing goes on: the server waits for it
+	// to take the close frame only as long as its write timeout, and under
+	// -race on a loaded machine the rest of the stream can take longer.
 	overflowAt := -1
+	type slowResult struct {
+		before []protocol.ServerFrame
+		err    error
+	}
+	slowDone := make(chan slowResult, 1)
+	readSlow := func() {
+		var res slowResult
+		for {
+			f, err := slow.NextErr(wstest.Timeout)
+			if err != nil {
+				res.err = err
+				break
+			}
+			res.before = append(res.before, f)
+		}
+		slowDone <- res
+	}
 	for n := range total {
 		if overflowAt < 0 && n%20 == 0 && srv.Metric(t, overflowMetric) > 0 {
 			overflowAt = n
+			go readSlow()
 		}
 		pub.Send(seqPublish(room, "pub", n, pad))
 		if ack := pub.Expect(protocol.TypeAck); ack.Offset != uint64(n+1) {
@@ -127,9 +149,14 @@ func runSlowConsumer(t *testing.T, total, size int) {
 	}
 	t.Logf("slow consumer overflow seen after %d of %d messages", overflowAt, total)
 
-	// Once it reads again, the slow client finds a gapless prefix of the
+	// Reading again, the slow client found a gapless prefix of the
 	// stream, then close 4008; its session ends.
-	before := slow.ExpectClose(protocol.CloseSlowConsumer)
+	res := <-slowDone
+	var ce *websocket.CloseError
+	if !errors.As(res.err, &ce) || ce.Code != protocol.CloseSlowConsumer {
+		t.Fatalf("the slow client's stream ended with %v after %d frames, want close 4008", res.err, len(res.before))
+	}
+	before := res.before
 	for i, f := range before {
 		if f.Type != protocol.TypeMessage || f.Offset != uint64(i+1) {
 			t.Fatalf("slow client frame %d = %.200s, want message at offset %d (a prefix with no hole)", i, wstest.Describe(f), i+1)

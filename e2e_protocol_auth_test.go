@@ -10,7 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"strings"
+	"net/url"
 	"testing"
 	"time"
 
@@ -259,7 +259,14 @@ func TestProtocol_Auth(t *testing.T) {
 			return wstest.Frame("hello", "token", sign(t, secret, auth.Claims{User: "alice", Expires: time.Now().Add(time.Hour)}))
 		}
 		srv := wstest.Start(t, switchboard.Config{JWTSecret: secret})
-		host := strings.TrimPrefix(srv.URL, "http://")
+		// The page's own origin: its scheme and host:port.
+		own := func(s *wstest.Server) string {
+			u, err := url.Parse(s.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u.Scheme + "://" + u.Host
+		}
 
 		bad := wstest.DialRaw(t, srv.WS, http.Header{"Origin": {"https://evil.example"}})
 		if before := bad.ExpectClose(protocol.ClosePolicy); len(before) != 0 {
@@ -267,7 +274,7 @@ func TestProtocol_Auth(t *testing.T) {
 		}
 		// The default is the request's own host; no Origin (not a browser)
 		// passes too.
-		for _, h := range []http.Header{{"Origin": {"http://" + host}}, nil} {
+		for _, h := range []http.Header{{"Origin": {own(srv)}}, nil} {
 			c := wstest.DialRaw(t, srv.WS, h)
 			c.Send(hello())
 			c.Expect(protocol.TypeWelcome)
@@ -277,7 +284,7 @@ func TestProtocol_Auth(t *testing.T) {
 		ok := wstest.DialRaw(t, listed.WS, http.Header{"Origin": {"https://app.example"}})
 		ok.Send(hello())
 		ok.Expect(protocol.TypeWelcome)
-		for _, origin := range []string{"https://evil.example", "http://" + strings.TrimPrefix(listed.URL, "http://")} {
+		for _, origin := range []string{"https://evil.example", own(listed)} {
 			c := wstest.DialRaw(t, listed.WS, http.Header{"Origin": {origin}})
 			c.ExpectClose(protocol.ClosePolicy)
 		}

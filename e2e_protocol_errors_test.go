@@ -41,7 +41,8 @@ func TestProtocol_ErrorCodes(t *testing.T) {
 			{"publish without data", `{"type":"publish","id":3,"room":"general"}`, "3"},
 			{"send without to", `{"type":"send","id":4,"data":1}`, "4"},
 			{"key too long", wstest.Frame("publish", "id", 5, "room", "general", "data", 1, "key", strings.Repeat("k", 65)), "5"},
-			{"join without room", `{"type":"join","id":6}`, "6"},
+			{"data in capitals (field names are exact)", `{"type":"publish","id":6,"room":"general","DATA":1}`, "6"},
+			{"room given twice", `{"type":"join","id":6,"room":"a","room":"b"}`, "6"},
 			{"hello twice", `{"type":"hello","id":7,"user":"alice"}`, "7"},
 		}
 		for _, tc := range cases {
@@ -72,10 +73,13 @@ func TestProtocol_ErrorCodes(t *testing.T) {
 		t.Parallel()
 		srv := wstest.Start(t, switchboard.Config{})
 		c := wstest.Dial(t, srv.WS, wstest.Hello{User: "alice"})
-		for i, room := range []string{"bad room", "a/b", strings.Repeat("r", 129), "@", "@with space", "é"} {
+		for i, room := range []string{"", "bad room", "a/b", strings.Repeat("r", 129), "@", "@with space", "é"} {
 			c.Send(wstest.Frame("join", "id", i, "room", room))
 			checkError(t, c.Next(), fmt.Sprint(i), protocol.CodeBadRoom)
 		}
+		// No room at all is an empty room name too.
+		c.Send(`{"type":"join","id":"none"}`)
+		checkError(t, c.Next(), `"none"`, protocol.CodeBadRoom)
 		c.Send(wstest.Frame("publish", "id", "p", "room", "no!", "data", 1))
 		checkError(t, c.Next(), `"p"`, protocol.CodeBadRoom)
 		c.Send(wstest.Frame("history", "id", "h", "room", "no!"))
@@ -152,7 +156,7 @@ func TestProtocol_ErrorCodes(t *testing.T) {
 		// too_large to HTTP API bodies over their limit, with status 413.
 		srv := wstest.Start(t, switchboard.Config{})
 		body := `{"room":"general","data":"` + strings.Repeat("x", 2<<20) + `"}`
-		resp, err := http.Post(srv.URL+"/api/publish", "application/json", strings.NewReader(body))
+		resp, err := wstest.HTTPClient().Post(srv.URL+"/api/publish", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,7 +303,7 @@ func TestProtocol_CloseCodes(t *testing.T) {
 		// While sessions are still open (nobody has answered the close
 		// yet), the instance is not ready and refuses new sessions.
 		wstest.Eventually(t, wstest.Timeout, "/readyz to turn 503", func() bool {
-			resp, err := http.Get(srv.URL + "/readyz")
+			resp, err := wstest.HTTPClient().Get(srv.URL + "/readyz")
 			if err != nil {
 				return false
 			}
@@ -349,7 +353,7 @@ func TestProtocol_CloseCodes(t *testing.T) {
 		alice2 := wstest.Dial(t, srv.WS, wstest.Hello{User: "alice"})
 		bob := wstest.Dial(t, srv.WS, wstest.Hello{User: "bob"})
 
-		resp, err := http.Post(srv.URL+"/api/users/alice/disconnect", "application/json", nil)
+		resp, err := wstest.HTTPClient().Post(srv.URL+"/api/users/alice/disconnect", "application/json", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -123,7 +123,9 @@ func TestProtocol_Transport(t *testing.T) {
 
 	t.Run("hello timeout", func(t *testing.T) {
 		t.Parallel()
-		const timeout = 300 * time.Millisecond
+		// Long enough for a client on a loaded machine (a TLS handshake
+		// under -race) to send its hello in time below.
+		const timeout = time.Second
 		srv := wstest.Start(t, switchboard.Config{HelloTimeout: timeout})
 		c := wstest.DialRaw(t, srv.WS, nil)
 		start := time.Now()
@@ -162,7 +164,9 @@ func TestProtocol_Transport(t *testing.T) {
 
 	t.Run("heartbeat", func(t *testing.T) {
 		t.Parallel()
-		const beat = 100 * time.Millisecond
+		// Short enough for a quick test, long enough that a live client
+		// under -race on a loaded machine answers within two beats.
+		const beat = 250 * time.Millisecond
 		srv := wstest.Start(t, switchboard.Config{Heartbeat: beat})
 		// A client that reads answers the server's pings (gorilla does it
 		// for us) and stays.

@@ -7,6 +7,7 @@ package switchboard
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/demo"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // Version is the release of this build, set with -ldflags at link time.
@@ -101,6 +103,15 @@ type Config struct {
 	// DrainTimeout bounds how long a drain waits for sessions. Default: 10s.
 	DrainTimeout time.Duration
 
+	// TLSCertFile and TLSKeyFile, when set, make the instance serve HTTPS
+	// and wss:// itself: PEM files of the certificate chain and its key.
+	// ReloadTLS reads them again.
+	TLSCertFile string
+	TLSKeyFile  string
+	// MaxQueuedBytes is the instance's ceiling on frames queued for all its
+	// sessions (see hub.Config). Default: no ceiling.
+	MaxQueuedBytes int64
+
 	// Logger receives every component's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -114,6 +125,7 @@ type Instance struct {
 	ownsBroker bool
 	hub        *hub.Hub
 	api        *api.Server
+	cert       *certificate // nil without TLS
 	registry   *prometheus.Registry
 	mux        *http.ServeMux
 	log        *slog.Logger
@@ -138,6 +150,11 @@ func New(cfg Config) (*Instance, error) {
 	}
 	if cfg.HistorySize < 0 || cfg.HistoryTTL < 0 || cfg.IdempotencyTTL < 0 || cfg.DrainTimeout < 0 {
 		return nil, errors.New("switchboard: history, idempotency and drain settings must be positive")
+	}
+
+	cert, err := newCertificate(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, err
 	}
 
 	var verifier hub.Verifier
@@ -187,17 +204,17 @@ func New(cfg Config) (*Instance, error) {
 	h, err := hub.New(hub.Config{
 		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID, Address: cfg.Address,
 		AllowedOrigins: cfg.AllowedOrigins, MaxFrameBytes: cfg.MaxFrameBytes, MaxRooms: cfg.MaxRooms,
-		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes,
+		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
 		HelloTimeout: cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
 		HistorySize: cfg.HistorySize, NoDirect: cfg.NoDirect,
-		Metrics: hub.NewMetrics(reg), Logger: cfg.Logger,
+		Metrics: hub.NewMetrics(reg), TransportMetrics: transport.NewMetrics(reg), Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("switchboard: %w", err)
 	}
 	h.RegisterGauges(reg)
 
-	inst := &Instance{cfg: cfg, broker: b, ownsBroker: ownsBroker, hub: h, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
+	inst := &Instance{cfg: cfg, broker: b, ownsBroker: ownsBroker, hub: h, cert: cert, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
 	ready, _ := b.(broker.Checker) // the memory broker is always ready
 	inst.api, err = api.New(api.Config{
 		Hub: apiHub{h}, Broker: ready, APIKey: cfg.APIKey, Dev: cfg.Dev,
@@ -208,7 +225,9 @@ func New(cfg Config) (*Instance, error) {
 	}
 	inst.mux.Handle("GET /ws", h)
 	if cfg.Dev {
-		inst.mux.Handle("GET /{$}", demo.Handler())
+		for _, path := range demo.Paths {
+			inst.mux.Handle("GET "+path, demo.Handler())
+		}
 		// Profiles for development and benchmarks; never on outside dev mode.
 		inst.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		inst.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -247,6 +266,9 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	if i.cfg.Address == "" {
 		i.hub.SetAddress(ln.Addr().String())
 	}
+	if i.cert != nil {
+		ln = tls.NewListener(ln, i.cert.config())
+	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	hubDone := make(chan error, 1)
@@ -262,6 +284,11 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 		i.log.Error("http server stopped", "err", serveErr)
 	}
 
+	// From now on every answer closes its connection: a proxy that keeps
+	// connections to this instance alive would otherwise send a request
+	// on one that Shutdown closes under it, and a POST caught that way is
+	// not retried elsewhere (nginx answers 502).
+	srv.SetKeepAlivesEnabled(false)
 	drainCtx, cancel := context.WithTimeout(context.Background(), i.cfg.DrainTimeout)
 	defer cancel()
 	drainErr := i.hub.Drain(drainCtx)

@@ -37,7 +37,6 @@ type readiness interface {
 	Draining() bool
 }
 
-
 // backend is everything the API asks of the instance's hub.
 type backend interface {
 	readiness

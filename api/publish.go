@@ -65,7 +65,8 @@ func (m *message) publication() (broker.Publication, error) {
 }
 
 // decodeBody reads r's JSON body, at most Config.MaxBodyBytes, into v.
-// Unknown fields are ignored.
+// Field names match exactly and unknown fields are ignored (see
+// protocol.Unmarshal).
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
@@ -75,40 +76,10 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error
 		}
 		return errorf(protocol.CodeBadRequest, "could not read the request body")
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return errorf(protocol.CodeBadRequest, "the body is not a valid JSON object of this route: %s", jsonProblem(err))
+	if err := protocol.Unmarshal(body, v); err != nil {
+		return errorf(protocol.CodeBadRequest, "the body is not a valid JSON object of this route: %s", protocol.JSONProblem(err))
 	}
 	return nil
-}
-
-// jsonProblem describes a decoding error without echoing the input.
-func jsonProblem(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return fmt.Sprintf("field %q must be a JSON %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()))
-	case errors.As(err, &typeErr):
-		return "expected a JSON object"
-	case errors.As(err, &syntaxErr):
-		return fmt.Sprintf("syntax error at byte %d", syntaxErr.Offset)
-	}
-	return "malformed JSON"
-}
-
-// jsonKind names a Go kind the way a JSON user would.
-func jsonKind(kind string) string {
-	switch kind {
-	case "string":
-		return "string"
-	case "slice", "array":
-		return "array"
-	case "struct", "map":
-		return "object"
-	case "bool":
-		return "boolean"
-	}
-	return "number"
 }
 
 // positionAnswer is the answer to publish and send, and a broadcast result.
@@ -123,9 +94,6 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
-	}
-	if req.Room == "" {
-		return errorf(protocol.CodeBadRequest, "room is required")
 	}
 	if err := protocol.ParseRoom(req.Room); err != nil {
 		return err

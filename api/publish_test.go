@@ -95,7 +95,12 @@ func TestPublish_BadRequests(t *testing.T) {
 		{"TrailingGarbage", "/api/publish", `{"room":"a","data":1} x`, 400, "bad_request"},
 		{"RoomWrongType", "/api/publish", `{"room":5,"data":1}`, 400, "bad_request"},
 		{"KeyWrongType", "/api/publish", `{"room":"a","data":1,"key":7}`, 400, "bad_request"},
-		{"MissingRoom", "/api/publish", `{"data":1}`, 400, "bad_request"},
+		{"MissingRoom", "/api/publish", `{"data":1}`, 400, "bad_room"},
+		{"EmptyRoom", "/api/publish", `{"room":"","data":1}`, 400, "bad_room"},
+		// Field names match exactly: "ROOM" and "DATA" are unknown fields.
+		{"RoomInCapitals", "/api/publish", `{"ROOM":"a","data":1}`, 400, "bad_room"},
+		{"DataInCapitals", "/api/publish", `{"room":"a","DATA":1}`, 400, "bad_request"},
+		{"RoomGivenTwice", "/api/publish", `{"room":"a","room":"b","data":1}`, 400, "bad_request"},
 		{"MissingData", "/api/publish", `{"room":"a"}`, 400, "bad_request"},
 		{"BadRoom", "/api/publish", `{"room":"no spaces","data":1}`, 400, "bad_room"},
 		{"LongRoom", "/api/publish", `{"room":"` + strings.Repeat("r", 129) + `","data":1}`, 400, "bad_room"},

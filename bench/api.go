@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
-
-// apiSenders is how many HTTP requests the API publisher keeps in flight at
-// most; a publish that finds them all busy and its queue full is missed.
-const apiSenders = 64
 
 // apiJob is one publish through the HTTP API.
 type apiJob struct {
@@ -28,7 +25,11 @@ type apiJob struct {
 }
 
 // apiPublisher publishes benchmark messages through the servers' HTTP API
-// (POST /api/publish on both targets), in an open loop fed by Pace.
+// (POST /api/publish on both targets), in an open loop fed by Pace, from a
+// fixed number of workers, each with one request in flight at most. A
+// publish that finds no idle worker (and no room in the queue, if one was
+// configured) when it is due is skipped. Each step's stats record the
+// publishes' round trips (request written to answer read).
 type apiPublisher struct {
 	target Target
 	key    string
@@ -39,38 +40,51 @@ type apiPublisher struct {
 	wg     sync.WaitGroup
 
 	sent, acked, errors atomic.Int64
+	idle                atomic.Int64 // workers waiting for a publish
 
 	nmu   sync.Mutex
 	notes map[string]int64
 }
 
-func newAPIPublisher(target Target, key string, size, steps int) *apiPublisher {
+// newAPIPublisher starts cfg.APIWorkers workers, with counters for steps
+// steps.
+func newAPIPublisher(cfg Config, steps int) *apiPublisher {
 	p := &apiPublisher{
-		target: target, key: key, size: size,
+		target: cfg.Target, key: cfg.APIKey, size: cfg.PayloadBytes,
 		client: &http.Client{
 			Timeout: 10 * time.Second,
 			Transport: &http.Transport{
-				MaxIdleConnsPerHost: apiSenders,
+				MaxIdleConnsPerHost: cfg.APIWorkers,
 				DisableCompression:  true,
+				TLSClientConfig:     loopbackTLS(),
 			},
 		},
-		jobs:  make(chan apiJob, 4096),
+		jobs:  make(chan apiJob, cfg.APIQueue),
 		notes: map[string]int64{},
 	}
 	for range max(steps, 1) {
 		p.steps = append(p.steps, &stepStats{})
 	}
-	for range apiSenders {
+	for range cfg.APIWorkers {
 		p.wg.Go(func() {
+			p.idle.Add(1)
 			for job := range p.jobs {
+				p.idle.Add(-1)
 				p.publish(job)
+				p.idle.Add(1)
 			}
 		})
+	}
+	// The first publishes must not be skipped because a worker had not
+	// started yet.
+	for p.idle.Load() < int64(cfg.APIWorkers) {
+		runtime.Gosched()
 	}
 	return p
 }
 
-// offer queues a publish; false when the queue is full.
+// offer hands a publish to an idle worker (or the queue); false when there
+// is none.
 func (p *apiPublisher) offer(job apiJob) bool {
 	select {
 	case p.jobs <- job:
@@ -97,8 +111,10 @@ func (p *apiPublisher) note(what string) {
 // publish sends one message and counts the answer.
 func (p *apiPublisher) publish(job apiJob) {
 	st := p.steps[job.step]
-	data := appendPayload(make([]byte, 0, p.size+8), job.step, job.seq, time.Now().UnixNano(), -1-job.roomIdx, p.size)
+	start := time.Now()
+	data := appendPayload(make([]byte, 0, p.size+8), job.step, job.seq, start.UnixNano(), -1-job.roomIdx, p.size)
 	err := p.post(context.Background(), job.base, job.room, data)
+	st.lat.record(int(job.seq), time.Since(start).Microseconds())
 	if err != nil {
 		st.pubErrors.Add(1)
 		p.errors.Add(1)

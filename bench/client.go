@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,7 @@ func dialer(src netip.Addr, timeout time.Duration) *websocket.Dialer {
 		HandshakeTimeout: timeout,
 		ReadBufferSize:   2048,
 		WriteBufferSize:  1024,
+		TLSClientConfig:  loopbackTLS(),
 	}
 }
 
@@ -119,30 +121,48 @@ func lines(b []byte, fn func([]byte)) {
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // readLoop reads frames until the connection ends, counting benchmark
-// messages and handing everything else to the adapter.
+// messages and handing everything else to the adapter. How much work it
+// does per frame and per message is the worker's Receiver mode.
 func (c *conn) readLoop() {
 	var err error
 	defer func() { c.w.connEnded(c, err) }()
 	_ = c.ws.SetReadDeadline(time.Time{})
-	for {
-		var r io.Reader
-		_, r, err = c.ws.NextReader()
-		if err != nil {
-			return
+	switch c.w.setup.Receiver {
+	case ReceiveScan, ReceiveDecode:
+		decode := c.w.setup.Receiver == ReceiveDecode
+		for {
+			var frame []byte
+			if _, frame, err = c.ws.ReadMessage(); err != nil {
+				return
+			}
+			now := time.Now().UnixNano()
+			if decode {
+				c.decodeFrame(frame, now)
+			} else {
+				c.handleFrame(frame, now)
+			}
 		}
-		bp := framePool.Get().(*[]byte)
-		buf := bytes.NewBuffer((*bp)[:0])
-		_, err = buf.ReadFrom(r)
-		if err != nil {
-			framePool.Put(bp)
-			return
-		}
-		frame := buf.Bytes()
-		now := time.Now().UnixNano()
-		c.handleFrame(frame, now)
-		if cap(frame) <= 1<<20 {
-			*bp = frame[:0]
-			framePool.Put(bp)
+	default:
+		for {
+			var r io.Reader
+			_, r, err = c.ws.NextReader()
+			if err != nil {
+				return
+			}
+			bp := framePool.Get().(*[]byte)
+			buf := bytes.NewBuffer((*bp)[:0])
+			_, err = buf.ReadFrom(r)
+			if err != nil {
+				framePool.Put(bp)
+				return
+			}
+			frame := buf.Bytes()
+			now := time.Now().UnixNano()
+			c.handleFrame(frame, now)
+			if cap(frame) <= 1<<20 {
+				*bp = frame[:0]
+				framePool.Put(bp)
+			}
 		}
 	}
 }
@@ -168,6 +188,47 @@ func (c *conn) handleFrame(frame []byte, now int64) {
 	if counted > 0 {
 		c.w.received.Add(counted)
 	}
+}
+
+// decodeFrame is handleFrame for the decode receiver: every object of the
+// frame is decoded into generic JSON values, as a browser's JSON.parse
+// does, and the payload is read from the decoded message's data.
+func (c *conn) decodeFrame(frame []byte, now int64) {
+	var counted int64
+	lines(frame, func(line []byte) {
+		var v map[string]any
+		if json.Unmarshal(line, &v) != nil {
+			c.proto.control(c, line)
+			return
+		}
+		data, _ := messageData(v).(string)
+		s, ok := sampleOf(data)
+		if !ok {
+			c.proto.control(c, line)
+			return
+		}
+		if c.count(s, now) {
+			counted++
+		}
+	})
+	if counted > 0 {
+		c.w.received.Add(counted)
+	}
+}
+
+// messageData returns the data of a decoded message object: "data" of a
+// Switchboard message, "push.pub.data" of a Centrifugo publication; nil
+// for anything else.
+func messageData(v map[string]any) any {
+	if t, _ := v["type"].(string); t == "message" {
+		return v["data"]
+	}
+	if push, ok := v["push"].(map[string]any); ok {
+		if pub, ok := push["pub"].(map[string]any); ok {
+			return pub["data"]
+		}
+	}
+	return nil
 }
 
 // count records one received message and reports whether it was a new

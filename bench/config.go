@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +39,23 @@ const (
 	Centrifugo Target = "centrifugo"
 )
 
+// Receiver modes: how much work a receiving client does per message.
+const (
+	// ReceivePooled reads each frame into a pooled buffer and finds the
+	// payloads with a byte search: the cheapest receiver, so that the
+	// generator leaves the most CPU to the servers.
+	ReceivePooled = "pooled"
+	// ReceiveScan reads each frame with gorilla/websocket's ReadMessage (a
+	// new buffer per frame), splits it on newlines and scans each object
+	// for its payload, without decoding JSON: the receiver of issue 15's
+	// independent generator.
+	ReceiveScan = "scan"
+	// ReceiveDecode reads each frame with ReadMessage and fully decodes
+	// every object into generic JSON values, as a browser's JSON.parse
+	// does, before it reads the payload.
+	ReceiveDecode = "decode"
+)
+
 // Publish modes.
 const (
 	// PublishAPI publishes through the servers' HTTP API.
@@ -59,6 +77,10 @@ const (
 	DefaultDialTimeout = 10 * time.Second
 	DefaultConcurrency = 200
 	DefaultTokenTTL    = 24 * time.Hour
+	DefaultAPIWorkers  = 64
+	DefaultWarmupRate  = 10
+	// MaxClimbSteps bounds the steps that Saturate adds after the ladder.
+	MaxClimbSteps = 10
 )
 
 // Config describes one benchmark run. The zero value of each field means
@@ -116,6 +138,34 @@ type Config struct {
 	// Batch asks Switchboard for batch mode (several messages per frame).
 	// Centrifugo always may batch.
 	Batch bool
+	// Receiver is how receiving clients read their frames: pooled, scan or
+	// decode (see the Receive constants). Default: pooled.
+	Receiver string
+	// APIWorkers is how many HTTP requests the API publisher keeps in
+	// flight at most, each from a worker of its own. Default: 64.
+	APIWorkers int
+	// APIQueue is how many publishes may wait for a free API worker. With
+	// 0 a publish that finds no idle worker when it is due is skipped: it
+	// could not be handed over on time, so a server whose API answers
+	// slowly shows as skipped publishes, not as a quietly lower rate.
+	// Default: 0.
+	APIQueue int
+	// Warmup runs a first step of this length at WarmupRate before the
+	// ladder; it is reported but left out of the summary. Default: none.
+	Warmup time.Duration
+	// WarmupRate is the publish rate of the warm-up. Default: 10.
+	WarmupRate float64
+	// Continuous runs the steps back to back, as a user's load generator
+	// does, instead of draining after each: per-step deliveries/s and CPU
+	// are then measured over the step's wall-clock window (whatever
+	// arrived, from any step), while loss and latency still belong to the
+	// messages published in the step, counted after one drain at the end.
+	Continuous bool
+	// Saturate keeps climbing after the ladder, doubling the rate, until
+	// the machine is saturated: a step delivers less than 5 % more than
+	// the best step before it, or skips more than 1 % of its publishes (at
+	// most MaxClimbSteps more steps).
+	Saturate bool
 
 	// Procs spreads connections over this many child processes of
 	// ChildCommand. Default: 1 (all in this process).
@@ -140,6 +190,10 @@ type Config struct {
 	// With idle and a single ServerPID per URL, VmRSS is read from /proc
 	// when /metrics has no process_resident_memory_bytes.
 	ServerPIDs []int
+	// BrokerPIDs are the broker's processes (Redis): their CPU time is
+	// reported apart, and deliveries per core-second are given over the
+	// servers alone and over servers and broker together.
+	BrokerPIDs []int
 	// FullLadder runs every step even after one that overloaded the
 	// server (p99 over 5 s or over 20 % lost), whose backlog then spills
 	// into the next step.
@@ -277,6 +331,31 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PayloadBytes < minPayload {
 		return c, fmt.Errorf("bench: payload: at least %d bytes (it carries a timestamp and a sequence number)", minPayload)
 	}
+	switch c.Receiver {
+	case "":
+		c.Receiver = ReceivePooled
+	case ReceivePooled, ReceiveScan, ReceiveDecode:
+	default:
+		return c, fmt.Errorf("bench: receiver %q: want pooled, scan or decode", c.Receiver)
+	}
+	if c.APIWorkers < 0 || c.APIQueue < 0 {
+		return c, errors.New("bench: api-workers and api-queue must not be negative")
+	}
+	if c.APIWorkers == 0 {
+		c.APIWorkers = DefaultAPIWorkers
+	}
+	if c.Warmup < 0 {
+		return c, errors.New("bench: warmup must not be negative")
+	}
+	if c.WarmupRate < 0 {
+		return c, errors.New("bench: warmup-rate must be positive")
+	}
+	if c.Warmup > 0 && c.WarmupRate == 0 {
+		c.WarmupRate = DefaultWarmupRate
+	}
+	if c.Workload == Idle && (c.Warmup > 0 || c.Continuous || c.Saturate) {
+		return c, errors.New("bench: warmup, continuous and saturate apply to fanout and rooms, not idle")
+	}
 	if c.Procs <= 0 {
 		c.Procs = 1
 	}
@@ -303,11 +382,9 @@ func normalizeWS(u string, target Target) (string, error) {
 		return "", err
 	}
 	switch p.Scheme {
-	case "ws":
-	case "wss":
-		return "", errors.New("wss is not supported; benchmarks run on loopback in plain ws")
+	case "ws", "wss":
 	default:
-		return "", errors.New("want a ws:// URL")
+		return "", errors.New("want a ws:// or wss:// URL")
 	}
 	if err := checkLoopback(p.Host); err != nil {
 		return "", err
@@ -328,22 +405,34 @@ func normalizeHTTP(u string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if p.Scheme != "http" {
-		return "", errors.New("want an http:// URL")
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return "", errors.New("want an http:// or https:// URL")
 	}
 	if err := checkLoopback(p.Host); err != nil {
 		return "", err
 	}
-	return "http://" + p.Host, nil
+	return p.Scheme + "://" + p.Host, nil
 }
 
-// apiFromWS is the HTTP base URL of the instance at ws URL u.
+// apiFromWS is the HTTP base URL of the instance at ws URL u (https for
+// wss).
 func apiFromWS(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return ""
 	}
+	if p.Scheme == "wss" {
+		return "https://" + p.Host
+	}
 	return "http://" + p.Host
+}
+
+// loopbackTLS is the TLS configuration of the load generator's clients.
+// Certificates are not verified: every target is on this machine
+// (checkLoopback), where a benchmark's server has a certificate of its own
+// making.
+func loopbackTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // loopback targets only
 }
 
 // errNotLoopback refuses targets off this machine.

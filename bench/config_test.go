@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseSrcIPs(t *testing.T) {
@@ -113,6 +114,15 @@ func TestConfig_Defaults(t *testing.T) {
 			},
 		},
 		{name: "RemoteHostRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://example.com:80/ws"}}, wantErr: "loopback"},
+		{
+			name: "TLS", cfg: Config{Workload: Idle, URLs: []string{"wss://127.0.0.1:8443"}},
+			check: func(t *testing.T, c Config) {
+				if c.URLs[0] != "wss://127.0.0.1:8443/ws" || c.APIs[0] != "https://127.0.0.1:8443" {
+					t.Errorf("URLs %v APIs %v", c.URLs, c.APIs)
+				}
+			},
+		},
+		{name: "RemoteTLSRefused", cfg: Config{Workload: Idle, URLs: []string{"wss://example.com:443"}}, wantErr: "loopback"},
 		{name: "PrivateAddressRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://127.0.0.1:1", "ws://192.168.1.2:8080"}}, wantErr: "loopback"},
 		{name: "RemoteAPIRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://127.0.0.1:1"}, APIs: []string{"http://10.0.0.1:80"}}, wantErr: "loopback"},
 		{name: "RemoteSrcIPRefused", cfg: Config{Workload: Idle, URLs: []string{"ws://127.0.0.1:1"}, SrcIPs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}, wantErr: "loopback"},
@@ -151,5 +161,45 @@ func TestCheckLoopback_IsErrNotLoopback(t *testing.T) {
 		if err := checkLoopback(ok); err != nil {
 			t.Errorf("checkLoopback(%q) = %v", ok, err)
 		}
+	}
+}
+
+func TestConfig_LoadOptions(t *testing.T) {
+	t.Parallel()
+	base := Config{Workload: Fanout, URLs: []string{"ws://127.0.0.1:1"}}
+	c, err := base.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Receiver != ReceivePooled || c.APIWorkers != DefaultAPIWorkers || c.APIQueue != 0 || c.Warmup != 0 {
+		t.Errorf("defaults: receiver %q, api workers %d, queue %d, warmup %v", c.Receiver, c.APIWorkers, c.APIQueue, c.Warmup)
+	}
+	w := base
+	w.Warmup = 6 * time.Second
+	if c, err = w.withDefaults(); err != nil || c.WarmupRate != DefaultWarmupRate {
+		t.Errorf("warm-up without a rate: rate %v, err %v; want %v", c.WarmupRate, err, DefaultWarmupRate)
+	}
+
+	tests := []struct {
+		name    string
+		change  func(c *Config)
+		wantErr string
+	}{
+		{name: "UnknownReceiver", change: func(c *Config) { c.Receiver = "parse" }, wantErr: "receiver"},
+		{name: "NegativeWorkers", change: func(c *Config) { c.APIWorkers = -1 }, wantErr: "api-workers"},
+		{name: "NegativeQueue", change: func(c *Config) { c.APIQueue = -1 }, wantErr: "api-queue"},
+		{name: "NegativeWarmup", change: func(c *Config) { c.Warmup = -time.Second }, wantErr: "warmup"},
+		{name: "NegativeWarmupRate", change: func(c *Config) { c.WarmupRate = -1 }, wantErr: "warmup-rate"},
+		{name: "IdleHasNoLadder", change: func(c *Config) { c.Workload = Idle; c.Continuous = true }, wantErr: "not idle"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := base
+			tt.change(&c)
+			if _, err := c.withDefaults(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("withDefaults = %v, want an error naming %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -17,8 +17,12 @@
 //
 // Publishing is open loop: Pace issues sends on a ticker schedule and never
 // waits for an answer, so a slow server shows up as latency, loss and
-// missed sends (the generator fell more than 100 ms behind, or its send
-// queue was full), never as a quietly lower offered rate. Each message's
+// skipped sends (the generator fell more than 100 ms behind, or no sender
+// could take the send when it was due), never as a quietly lower offered
+// rate. API publishes come from APIWorkers workers (64), each with one
+// request in flight: a publish that finds no idle worker is skipped, so an
+// HTTP API that answers slowly shows as skipped publishes and a lower
+// accepted rate, and each publish's round trip is recorded. Each message's
 // data is a JSON string holding the ladder step, a sequence number per
 // source, the wall-clock time just before the frame or HTTP request was
 // written, and the source connection (see payload.go); receivers find it
@@ -28,6 +32,18 @@
 // digits), so it includes the HTTP API call or the publish frame, the
 // broker, the fan-out and the client's read.
 //
+// Receivers cost what Receiver says: pooled (a pooled buffer and a byte
+// search, the cheapest), scan (gorilla/websocket's ReadMessage, a new
+// buffer per frame, then a scan of each line, as issue 15's independent
+// generator did) or decode (ReadMessage and a full JSON decode of every
+// object into generic values, as a browser's JSON.parse does).
+//
+// A run may start with a warm-up step (left out of the summary), run its
+// steps back to back (Continuous: deliveries/s and CPU over each step's
+// wall-clock window, loss and latency per step after one final drain), and
+// keep doubling the rate after the ladder until the machine is saturated
+// (Saturate).
+//
 // Expected deliveries are acknowledged publishes × receivers. After each
 // step the run waits Drain, then as long as deliveries keep arriving (up to
 // MaxDrain), so Lost counts messages that never came, not late ones.
@@ -36,10 +52,11 @@
 // publications; those are counted apart (self) and not as deliveries, as
 // Switchboard answers its own publishes with an ack.
 //
-// CPU per step comes from /proc: utime+stime of --server-pids (servers and
-// Redis) for deliveries per server core-second, the generator's own
-// processes, and /proc/stat for the whole machine, because the kernel's
-// softirq work for loopback traffic is charged to no process.
+// CPU per step comes from /proc: utime+stime of --server-pids for
+// deliveries per server core-second, of --broker-pids (Redis) for the same
+// with the broker included, the generator's own processes, and /proc/stat
+// for the whole machine, because the kernel's softirq work for loopback
+// traffic is charged to no process.
 //
 // # Processes
 //

@@ -15,7 +15,7 @@ const rssMetric = "process_resident_memory_bytes"
 // idle opens the connections, holds them for Duration and reports the
 // connect rate and each server's memory per connection.
 func (r *runner) idle(ctx context.Context) error {
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: loopbackTLS()}}
 	before := make([]ServerMemory, len(r.cfg.URLs))
 	for i := range r.cfg.URLs {
 		m, err := r.serverRSS(ctx, client, i)

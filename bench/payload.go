@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"strconv"
+	"strings"
 )
 
 // A message's data is one JSON string, so that both servers pass it through
@@ -57,35 +58,55 @@ func nextSample(b []byte) (s sample, rest []byte, ok bool) {
 			return s, nil, false
 		}
 		b = b[i+len(payloadMark):]
-		var fields [4]int64
-		n := 0
-		j := 0
-		for n < 4 && j < len(b) {
-			neg := false
-			if b[j] == '-' {
-				neg = true
-				j++
-			}
-			k := j
-			var v int64
-			for k < len(b) && b[k] >= '0' && b[k] <= '9' {
-				v = v*10 + int64(b[k]-'0')
-				k++
-			}
-			if k == j || k >= len(b) || b[k] != '.' {
-				break
-			}
-			if neg {
-				v = -v
-			}
-			fields[n] = v
-			n++
-			j = k + 1
-		}
-		if n == 4 {
-			return sample{step: int(fields[0]), seq: fields[1], sent: fields[2], source: int(fields[3])}, b[j:], true
+		if s, n, ok := parseFields(b); ok {
+			return s, b[n:], true
 		}
 	}
+}
+
+// sampleOf reads the payload from a decoded data string (the JSON string
+// without its quotes).
+func sampleOf(data string) (sample, bool) {
+	rest, ok := strings.CutPrefix(data, string(payloadMark[1:]))
+	if !ok {
+		return sample{}, false
+	}
+	s, _, ok := parseFields([]byte(rest))
+	return s, ok
+}
+
+// parseFields parses "<step>.<seq>.<unix ns>.<source>." at the start of b
+// and returns how many bytes it took.
+func parseFields(b []byte) (s sample, n int, ok bool) {
+	var fields [4]int64
+	got := 0
+	j := 0
+	for got < 4 && j < len(b) {
+		neg := false
+		if b[j] == '-' {
+			neg = true
+			j++
+		}
+		k := j
+		var v int64
+		for k < len(b) && b[k] >= '0' && b[k] <= '9' {
+			v = v*10 + int64(b[k]-'0')
+			k++
+		}
+		if k == j || k >= len(b) || b[k] != '.' {
+			break
+		}
+		if neg {
+			v = -v
+		}
+		fields[got] = v
+		got++
+		j = k + 1
+	}
+	if got < 4 {
+		return sample{}, 0, false
+	}
+	return sample{step: int(fields[0]), seq: fields[1], sent: fields[2], source: int(fields[3])}, j, true
 }
 
 // seenWindow finds duplicates among the sequence numbers of one source: it

@@ -76,3 +76,40 @@ func TestSeenWindow_InOrderStream(t *testing.T) {
 		}
 	}
 }
+
+func TestSampleOf_DecodedData(t *testing.T) {
+	t.Parallel()
+	p := string(appendPayload(nil, 2, 77, 1764300000123456789, -1, 100))
+	data := p[1 : len(p)-1] // the JSON string's value
+	s, ok := sampleOf(data)
+	if !ok || s != (sample{step: 2, seq: 77, sent: 1764300000123456789, source: -1}) {
+		t.Errorf("sampleOf(%q) = %+v, %v", data, s, ok)
+	}
+	for _, bad := range []string{"", "hello", "~B1.2", "~Bx.1.2.3."} {
+		if s, ok := sampleOf(bad); ok {
+			t.Errorf("sampleOf(%q) = %+v, want not a payload", bad, s)
+		}
+	}
+}
+
+func TestMessageData(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		obj  map[string]any
+		want any
+	}{
+		{name: "Switchboard", obj: map[string]any{"type": "message", "data": "x"}, want: "x"},
+		{name: "SwitchboardAck", obj: map[string]any{"type": "ack", "data": "x"}, want: nil},
+		{name: "Centrifugo", obj: map[string]any{"push": map[string]any{"channel": "c", "pub": map[string]any{"data": "y"}}}, want: "y"},
+		{name: "CentrifugoReply", obj: map[string]any{"id": 3.0, "publish": map[string]any{}}, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := messageData(tt.obj); got != tt.want {
+				t.Errorf("messageData = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -23,7 +23,7 @@ import (
 // request is one command to a worker.
 type request struct {
 	ID      int64        `json:"id"`
-	Op      string       `json:"op"` // connect, step, stats, close
+	Op      string       `json:"op"` // connect, step, stats, progress, close
 	Setup   *workerSetup `json:"setup,omitempty"`
 	Conns   []connSpec   `json:"conns,omitempty"`
 	Step    int          `json:"step,omitempty"`
@@ -61,6 +61,9 @@ func (w *worker) serve(ctx context.Context, req request) reply {
 			rep.Err = err.Error()
 		}
 		rep.Stats = &st
+	case "progress":
+		p := w.progress()
+		rep.Progress = &p
 	case "close":
 		if err := w.closeAll(closeTimeout); err != nil {
 			rep.Err = err.Error()

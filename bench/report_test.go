@@ -157,3 +157,40 @@ func TestNum(t *testing.T) {
 		}
 	}
 }
+
+func TestResult_WriteW2API(t *testing.T) {
+	t.Parallel()
+	pl := Latency{P50: 3.5, P99: 271}
+	r := &Result{
+		Workload: Fanout, Target: Switchboard, Label: "W2-API", URLs: []string{"ws://127.0.0.1:1/ws"}, Rooms: 1, Members: 2000,
+		Publish: PublishAPI, APIWorkers: 64, Receiver: ReceiveScan, Continuous: true, Payload: 100, Procs: 2, StepSeconds: 6,
+		Steps: []StepResult{
+			{Rate: 10, Warmup: true, Sent: 60, Acked: 60, AcceptedPerSec: 10, PublishLatency: &pl},
+			{Rate: 400, Due: 2400, Sent: 1440, Missed: 960, Acked: 1440, AcceptedPerSec: 240, DeliveredPerSec: 480_000,
+				PublishLatency: &pl, ServerCPU: 6, ServerCores: 1, BrokerCPU: 1.2, BrokerCores: 0.2, PerCoreSecond: 480_000, PerCoreSecondWithBroker: 400_000},
+		},
+	}
+	r.Summary = summarizeSteps(r.Steps)
+	var md bytes.Buffer
+	if err := r.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	out := md.String()
+	for _, want := range []string{"10 (warm-up)", "skipped", "accepted/s", "publish p99 ms", "271", "broker cores", "incl. broker", "400,000",
+		"64 workers", "scan receivers", "back to back", "skipped from 400 msg/s on", "at most 240 publishes/s accepted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, out)
+		}
+	}
+	cols := -1
+	for line := range strings.SplitSeq(out, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		if n := strings.Count(line, "|"); cols == -1 {
+			cols = n
+		} else if n != cols {
+			t.Errorf("markdown row has %d cells, the header %d: %s", n-1, cols-1, line)
+		}
+	}
+}

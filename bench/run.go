@@ -28,11 +28,15 @@ func Run(ctx context.Context, cfg Config, progressOut io.Writer) (*Result, error
 	pl := makePlan(cfg, runID)
 	res := &Result{
 		Workload: cfg.Workload, Target: cfg.Target, Label: cfg.Label, Started: time.Now().UTC().Truncate(time.Second),
-		URLs: cfg.URLs, Conns: cfg.Conns, Procs: cfg.Procs,
+		URLs: cfg.URLs, Conns: cfg.Conns, Procs: cfg.Procs, Receiver: cfg.Receiver,
 	}
 	if cfg.Workload != Idle {
 		res.Rooms, res.Members, res.Publish, res.Payload = cfg.Rooms, cfg.Members, cfg.Publish, cfg.PayloadBytes
 		res.StepSeconds = cfg.Duration.Seconds()
+		res.Continuous = cfg.Continuous
+		if cfg.Publish == PublishAPI {
+			res.APIWorkers = cfg.APIWorkers
+		}
 	}
 
 	r := &runner{cfg: cfg, plan: pl, res: res}
@@ -86,7 +90,7 @@ func (r *runner) setPhase(format string, args ...any) {
 func (r *runner) setup() *workerSetup {
 	return &workerSetup{
 		Target: r.cfg.Target, Token: r.cfg.Token, JWTSecret: r.cfg.JWTSecret, TokenTTL: r.cfg.TokenTTL,
-		Batch: r.cfg.Batch, PayloadBytes: r.cfg.PayloadBytes, Steps: len(r.cfg.Ladder),
+		Batch: r.cfg.Batch, Receiver: r.cfg.Receiver, PayloadBytes: r.cfg.PayloadBytes, Steps: stepSlots(r.cfg),
 		DialTimeout: r.cfg.DialTimeout, Concurrency: r.cfg.Concurrency, SrcIPs: r.cfg.SrcIPs,
 	}
 }

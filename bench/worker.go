@@ -22,6 +22,7 @@ type workerSetup struct {
 	JWTSecret    string        `json:"jwtSecret,omitempty"`
 	TokenTTL     time.Duration `json:"tokenTTL"`
 	Batch        bool          `json:"batch"`
+	Receiver     string        `json:"receiver,omitempty"`
 	PayloadBytes int           `json:"payload"`
 	Steps        int           `json:"steps"`
 	DialTimeout  time.Duration `json:"dialTimeout"`

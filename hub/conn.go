@@ -1,114 +1,51 @@
 package hub
 
 import (
-	"bufio"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
-// Bounds of the socket send buffer the hub asks the kernel for.
-const (
-	minSocketBuffer = 32 << 10
-	maxSocketBuffer = 256 << 10
-)
-
-// readBufferBytes is small on purpose: it is held for the whole life of an
-// idle connection. Larger frames are read in several steps. It must stay
-// over 256 bytes, or the WebSocket library makes a 4 KiB buffer instead.
-const readBufferBytes = 384
-
-// writeBufferPool is never drawn from: the hub writes frames itself (see
-// wire.go), and a pool keeps websocket.Conn from allocating a write buffer
-// per connection.
-var writeBufferPool = &sync.Pool{}
-
-// ServeHTTP upgrades a request to a WebSocket and runs the session on it
-// until it ends. It is the handler of GET /ws.
+// ServeHTTP upgrades a request to a WebSocket and starts its session. It is
+// the handler of GET /ws. It returns once the connection is handed over,
+// so that net/http releases the request's buffers (about 10 KiB) now
+// rather than when the session ends.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.draining.Load() {
+		w.Header().Set("Retry-After", "1")
 		http.Error(w, "draining: reconnect to another instance", http.StatusServiceUnavailable)
 		return
 	}
 	originOK := h.originAllowed(r)
-	up := websocket.Upgrader{
-		// The connection reads through hj's buffer (see readerHijacker).
-		WriteBufferPool: writeBufferPool,
-		// The Origin is checked after the upgrade so that a browser sees
-		// close code 1008 rather than an opaque failed handshake.
-		CheckOrigin: func(*http.Request) bool { return true },
-	}
-	hj := &readerHijacker{ResponseWriter: w}
-	conn, err := up.Upgrade(hj, r, nil)
+	nc, early, err := transport.Upgrade(w, r, h.cfg.WriteTimeout)
 	if err != nil {
 		h.metrics.authFailure("upgrade")
 		return // Upgrade has answered the request.
 	}
-	// The connection gets a goroutine of its own and the handler returns,
-	// so that net/http releases the request's buffers (about 10 KiB) now
-	// rather than when the session ends.
+	s := &Session{hub: h}
+	s.conn = h.transport.Open(nc, early, s)
 	h.conns.Add(1)
-	go h.serveConn(conn, hj.br, r.RemoteAddr, originOK, r.Header.Get("Origin"))
-}
-
-// readerHijacker gives websocket.Upgrader a read buffer of the hub's own:
-// small (readBufferBytes), and one whose Buffered count the reader can
-// see, so that it waits for the socket only when no frame is buffered.
-type readerHijacker struct {
-	http.ResponseWriter
-	br *bufio.Reader
-}
-
-// Hijack implements http.Hijacker.
-func (w *readerHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("hub: the response writer cannot be hijacked")
-	}
-	c, brw, err := hj.Hijack()
-	if err != nil || brw.Reader.Buffered() > 0 {
-		return c, brw, err // the Upgrader refuses data sent before the handshake
-	}
-	w.br = bufio.NewReaderSize(c, readBufferBytes)
-	return c, bufio.NewReadWriter(w.br, brw.Writer), nil
-}
-
-// serveConn runs one upgraded connection: the Origin verdict and hello, then
-// it starts the session (whose read loop then owns the connection).
-func (h *Hub) serveConn(conn *websocket.Conn, br *bufio.Reader, remote string, originOK bool, origin string) {
-	defer h.conns.Add(-1)
 	if !originOK {
-		defer conn.Close()
-		h.log.Warn("origin refused", "remote", remote, "origin", origin)
+		// Refused after the upgrade, so that a browser sees close code
+		// 1008 rather than an opaque failed handshake.
+		h.log.Warn("origin refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		h.metrics.authFailure("origin")
-		closeNow(conn, closePolicy, "origin not allowed")
-		return
+		s.conn.Close(closePolicy, "origin not allowed")
+	} else {
+		s.timer = time.AfterFunc(h.cfg.HelloTimeout, func() {
+			if !s.helloSeen.Load() {
+				h.metrics.authFailure("hello_timeout")
+				s.conn.Close(closeUnauthorized, "no hello in time")
+			}
+		})
 	}
-	conn.SetReadLimit(h.cfg.MaxFrameBytes)
-	if tc, ok := conn.NetConn().(*net.TCPConn); ok {
-		// Bound what the kernel buffers for a client that stops reading,
-		// so that the send queue, not megabytes of socket buffer, decides
-		// when it is a slow consumer.
-		_ = tc.SetWriteBuffer(min(max(h.cfg.SendQueueBytes, minSocketBuffer), maxSocketBuffer))
-	}
-
-	s, hello := h.handshake(conn, remote)
-	if s == nil {
-		_ = conn.Close()
-		return
-	}
-	s.br = br
-	h.run(s, hello)
+	s.conn.Start()
 }
 
 // originAllowed applies Config.AllowedOrigins to the request's Origin.
@@ -130,75 +67,62 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 	return false
 }
 
-// closeNow sends a close frame and drops the connection.
-func closeNow(conn *websocket.Conn, code int, reason string) {
-	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-	// Give the client a moment to read the close frame before the TCP
-	// connection goes away under it.
-	_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
-	for {
-		if _, _, err := conn.NextReader(); err != nil {
-			return
-		}
+// Message implements transport.Handler: the first message must be hello;
+// every later one is a request.
+func (s *Session) Message(data []byte, text, limited bool) {
+	if s.welcomed.Load() {
+		s.frame(data, text, limited)
+		return
 	}
+	s.helloSeen.Store(true)
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.hello(data, text)
 }
 
-// handshake reads and checks hello and returns the new session, or nil after
-// closing the connection.
-func (h *Hub) handshake(conn *websocket.Conn, remote string) (*Session, *protocol.ClientFrame) {
-	_ = conn.SetReadDeadline(time.Now().Add(h.cfg.HelloTimeout))
-	typ, data, err := conn.ReadMessage()
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			h.metrics.authFailure("hello_timeout")
-			closeNow(conn, closeUnauthorized, "no hello in time")
-		}
-		return nil, nil
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	h.metrics.frameIn(len(data))
-	if typ != websocket.TextMessage {
-		h.metrics.authFailure("no_hello")
-		closeNow(conn, closeUnauthorized, "hello must be the first frame")
-		return nil, nil
-	}
+// hello checks the first message and, if it is a valid hello, starts the
+// session; otherwise it closes the connection with 4003.
+func (s *Session) hello(data []byte, text bool) {
+	h := s.hub
 	f, derr := protocol.Decode(data)
-	if derr != nil || f.Type != protocol.TypeHello {
+	if !text || derr != nil || f.Type != protocol.TypeHello {
 		h.metrics.authFailure("no_hello")
-		closeNow(conn, closeUnauthorized, "hello must be the first frame")
-		return nil, nil
+		s.close(closeUnauthorized, "hello must be the first frame")
+		return
 	}
 	claims, reason := h.authenticate(f)
 	if reason != "" {
 		h.metrics.authFailure("token")
-		h.log.Info("hello refused", "remote", remote, "err", reason)
-		closeNow(conn, closeUnauthorized, reason)
-		return nil, nil
+		h.log.Info("hello refused", "remote", s.conn.RemoteAddr().String(), "err", reason)
+		s.close(closeUnauthorized, reason)
+		return
 	}
 	if h.draining.Load() {
-		closeNow(conn, closeRestarting, "draining")
-		return nil, nil
+		s.close(closeRestarting, "draining")
+		return
 	}
-	s := &Session{
-		hub:     h,
-		conn:    conn,
-		raw:     rawConn(conn.NetConn()),
-		id:      newID("s_"),
-		user:    claims.User,
-		batch:   f.Batch,
-		echo:    f.Echo,
-		claims:  claims,
-		limiter: rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst),
-	}
+	s.id = newID("s_")
+	s.user = claims.User
+	s.echo = f.Echo
+	s.claims = claims
 	s.flushSlice = s.id[len(s.id)-1] % stateFlushSlices
-	s.touch()
-	return s, f
+	s.conn.SetBatch(f.Batch)
+	h.addSession(s)
+	s.welcomed.Store(true)
+	h.metrics.sessionOpened()
+	if h.draining.Load() {
+		// The drain began after the check above and may have missed it.
+		s.close(closeRestarting, "draining")
+		return
+	}
+	s.armExpiry(claims.Expires)
+	if err := h.welcome(s, f); err != nil {
+		h.log.Warn("hello failed", "session", s.id, "user", s.user, "err", err)
+		s.close(closeTryLater, "broker unavailable, try again")
+	}
 }
-
-// badFrameBurst is how many invalid frames in a row (refilled at one per
-// second) a session may send before it is closed with 1008.
-const badFrameBurst = 10
 
 // authenticate checks hello's token (or, in dev mode, its user). It returns
 // the claims, or the reason for refusing.

@@ -13,17 +13,15 @@
 //
 // # Sessions
 //
-// The HTTP handler upgrades the connection and returns. An idle session is
-// one goroutine parked in a readiness wait on a minimal stack; when data
-// comes it starts a reader that decodes and handles client frames one at a
-// time, in order, and hands back to a fresh waiter once the read buffer is
-// empty. The hub writes its WebSocket frames itself (wire.go): the flusher's
-// few shared workers give each session with queued frames one non-blocking
-// write, and only what the socket does not take goes to a goroutine of the
-// session's own (Session.writeLoop), which also does closing. Heartbeat
-// pings come from one hub-wide ticker and take the same way. A queue that
-// grows past Config.SendQueueBytes closes its session with 4008 and never
-// blocks the hub.
+// The HTTP handler upgrades the connection (package transport does the
+// handshake and owns the socket) and returns. A Session is the
+// transport.Handler of its connection: the first message must be hello,
+// every later one is a request, handled one at a time, in order. Frames go
+// out through the connection's bounded send queue: live messages with
+// Send, which closes a slow consumer with 4008 rather than block the hub;
+// answers a client asked for (replays, history) with SendWait, which
+// waits for room. Heartbeat pings come from one hub-wide ticker. A broker
+// call made for a session is cancelled when the session closes.
 //
 // # Continuity
 //
@@ -36,7 +34,8 @@
 //
 // # Locks
 //
-// Lock order: Hub.mu, then room.mu, then Session.mu, then the flusher's. No
-// lock is held across broker calls or socket I/O; enqueueing a frame never
-// blocks.
+// Lock order: Hub.mu, then room.mu, then Session.mu; a transport.Conn's
+// lock is taken last and released before it calls the Session back. No
+// lock is held across broker calls or socket I/O; sending a live frame
+// never blocks.
 package hub

@@ -29,17 +29,24 @@ func (h *Hub) Drain(ctx context.Context) error {
 		if spread > 0 {
 			after = rand.Int64N(spread + 1)
 		}
-		s.drain(protocol.Encode(&protocol.Reconnect{Type: protocol.TypeReconnect, ReconnectAfter: after, Server: h.cfg.InstanceID}))
+		farewell := protocol.Encode(&protocol.Reconnect{Type: protocol.TypeReconnect, ReconnectAfter: after, Server: h.cfg.InstanceID})
+		// After the queued frames, the session's state is saved, then
+		// server:reconnect and the close are written: a client that
+		// reconnects at once finds its state saved.
+		s.conn.CloseAfter(closeRestarting, "server restarting", func() []byte {
+			h.saveStates(s)
+			return farewell
+		})
 	}
 
 	err := h.waitConns(ctx)
 	if err != nil {
 		h.log.Warn("drain timed out", "sessions", h.SessionCount())
 		for _, s := range h.snapshot() {
-			_ = s.conn.Close()
+			s.conn.Abort()
 		}
 		// Sessions end promptly once their connections are gone.
-		gctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		gctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = h.waitConns(gctx)
 		cancel()
 	}

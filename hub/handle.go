@@ -72,6 +72,8 @@ func (s *Session) leave(f *protocol.ClientFrame) error {
 	if r == nil {
 		return protocol.Errorf(protocol.CodeNotJoined, "not joined to %s", f.Room)
 	}
+	// The member is gone whatever happens: its cleanup is not cut short
+	// when the session closes.
 	ctx, cancel := s.hub.brokerCtx(context.Background())
 	defer cancel()
 	s.hub.removeMember(ctx, s, r)
@@ -109,7 +111,9 @@ func (s *Session) publishTo(f *protocol.ClientFrame, room string) error {
 	if s.hub.draining.Load() {
 		return ErrDraining
 	}
-	pos, err := s.hub.publish(context.Background(), room, broker.Publication{From: s.user, Origin: s.id, Data: f.Data, Key: f.Key})
+	ctx, done := s.call(true)
+	pos, err := s.hub.publish(ctx, room, broker.Publication{From: s.user, Origin: s.id, Data: f.Data, Key: f.Key})
+	done()
 	if err != nil {
 		return err
 	}
@@ -134,9 +138,9 @@ func (s *Session) presence(f *protocol.ClientFrame) error {
 	if !s.claims.CanJoin(f.Room) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
 	}
-	ctx, cancel := s.hub.brokerCtx(context.Background())
-	defer cancel()
+	ctx, done := s.call(false)
 	users, err := s.hub.RoomPresence(ctx, f.Room)
+	done()
 	if err != nil {
 		return err
 	}
@@ -167,9 +171,9 @@ func (s *Session) history(f *protocol.ClientFrame) error {
 	if !s.claims.CanJoin(f.Room) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
 	}
-	ctx, cancel := s.hub.brokerCtx(context.Background())
-	defer cancel()
+	ctx, done := s.call(false)
 	h, err := s.hub.History(ctx, f.Room, f.Since, f.Limit)
+	done()
 	if err != nil {
 		return err
 	}
@@ -177,7 +181,9 @@ func (s *Session) history(f *protocol.ClientFrame) error {
 	for i, m := range h.Messages {
 		msgs[i] = encodeMessage(m)
 	}
-	s.send(&protocol.History{Type: protocol.TypeHistory, ID: f.ID, Room: f.Room, Epoch: h.Epoch, Offset: h.Offset, Messages: msgs})
+	// The answer may be larger than the send queue: it waits for room
+	// rather than closing a client that asked for it.
+	s.sendWait(&protocol.History{Type: protocol.TypeHistory, ID: f.ID, Room: f.Room, Epoch: h.Epoch, Offset: h.Offset, Messages: msgs})
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // Defaults of Config fields.
@@ -76,6 +78,10 @@ type Config struct {
 	// SendQueueBytes bounds the encoded frames queued for one session before
 	// it is closed as a slow consumer. Default: 1 MiB.
 	SendQueueBytes int
+	// MaxQueuedBytes is the instance's ceiling on frames queued over all
+	// sessions; past it, sessions holding at least their share are closed
+	// as slow consumers. Default: no ceiling.
+	MaxQueuedBytes int64
 	// HelloTimeout is how long a new connection may take to send hello.
 	// Default: 5s.
 	HelloTimeout time.Duration
@@ -100,6 +106,9 @@ type Config struct {
 	BrokerTimeout time.Duration
 	// Metrics receives counters; nil counts nothing.
 	Metrics *Metrics
+	// TransportMetrics receives the connections' counters; nil counts
+	// nothing.
+	TransportMetrics *transport.Metrics
 	// Logger receives the hub's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -144,7 +153,7 @@ func (c *Config) setDefaults() error {
 		return errors.New("hub: Config.MaxRooms must be positive")
 	case c.Rate < 0 || c.Burst < 0:
 		return errors.New("hub: Config.Rate and Config.Burst must be positive")
-	case c.SendQueueBytes < 0:
+	case c.SendQueueBytes < 0 || c.MaxQueuedBytes < 0:
 		return errors.New("hub: Config.SendQueueBytes must be positive")
 	case c.HelloTimeout < 0 || c.Heartbeat < 0 || c.DrainSpread < 0 || c.SessionTTL < 0 || c.WriteTimeout < 0 || c.BrokerTimeout < 0:
 		return errors.New("hub: durations in Config must be positive")
@@ -170,9 +179,9 @@ type Hub struct {
 	users    map[string][]*Session // a user's sessions on this instance
 	rooms    map[string]*room
 
-	control  *control
-	flusher  *flusher
-	draining atomic.Bool
+	control   *control
+	transport *transport.Server
+	draining  atomic.Bool
 	// saveMu serializes session state saves.
 	saveMu sync.Mutex
 	// flushTick counts flushStates calls: which slice is next.
@@ -202,7 +211,14 @@ func New(cfg Config) (*Hub, error) {
 		stopped:  make(chan struct{}),
 	}
 	h.control = &control{h: h}
-	h.flusher = newFlusher()
+	tr, err := transport.NewServer(transport.Config{
+		MaxMessageBytes: cfg.MaxFrameBytes, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
+		WriteTimeout: cfg.WriteTimeout, Rate: cfg.Rate, Burst: cfg.Burst, Metrics: cfg.TransportMetrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	h.transport = tr
 	return h, nil
 }
 
@@ -237,10 +253,13 @@ func (h *Hub) RoomCount() int {
 	return len(h.rooms)
 }
 
-// brokerCtx bounds one broker call made on behalf of a client.
+// brokerCtx bounds one broker call.
 func (h *Hub) brokerCtx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, h.cfg.BrokerTimeout)
 }
+
+// QueuedBytes returns the bytes of frames queued over all sessions.
+func (h *Hub) QueuedBytes() int64 { return h.transport.QueuedBytes() }
 
 func (h *Hub) addSession(s *Session) {
 	h.mu.Lock()
@@ -279,7 +298,7 @@ func (h *Hub) DisconnectUser(user string) int {
 	list := slices.Clone(h.users[user])
 	h.mu.RUnlock()
 	for _, s := range list {
-		s.close(closeDisconnected, "disconnected by the server", true)
+		s.close(closeDisconnected, "disconnected by the server")
 	}
 	return len(list)
 }

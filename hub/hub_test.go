@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -20,7 +19,9 @@ import (
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
-// TestMain fails the run if goroutines of the hub outlive the tests.
+// TestMain fails the run if goroutines of the hub or of its connections
+// (package transport: readers, writers, the flusher, the epoll poller)
+// outlive the tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
@@ -41,7 +42,8 @@ func hubGoroutines(timeout time.Duration) string {
 		buf = buf[:runtime.Stack(buf, true)]
 		var leaked []string
 		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "switchboard/hub.") && !strings.Contains(g, "hubGoroutines") {
+			ours := strings.Contains(g, "switchboard/hub.") || strings.Contains(g, "switchboard/transport.")
+			if ours && !strings.Contains(g, "hubGoroutines") {
 				leaked = append(leaked, g)
 			}
 		}
@@ -68,7 +70,7 @@ func startHub(t testing.TB, cfg hub.Config) (*hub.Hub, string) {
 	if err != nil {
 		t.Fatalf("hub.New: %v", err)
 	}
-	srv := httptest.NewServer(h)
+	srv := wstest.NewServer(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- h.Run(ctx) }()
@@ -86,7 +88,7 @@ func startHub(t testing.TB, cfg hub.Config) (*hub.Hub, string) {
 		srv.Close()
 		_ = b.Close(context.Background())
 	})
-	return h, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	return h, wstest.WSURL(srv.URL, "/ws")
 }
 
 // dialJoined opens n sessions (odd ones in batch mode) joined to room, a
@@ -148,7 +150,10 @@ func readMessages(t *testing.T, conns []*wstest.Conn, n int) [][][]byte {
 		wg.Go(func() {
 			ws := c.WS()
 			for len(got[i]) < n {
-				_ = ws.SetReadDeadline(time.Now().Add(wstest.Timeout))
+				// A thousand readers under -race on a loaded machine may
+				// wait their turn for seconds: patience, not latency, is
+				// what this checks.
+				_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 				_, b, err := ws.ReadMessage()
 				if err != nil {
 					errs <- fmt.Errorf("session %d after %d messages: %w", i, len(got[i]), err)

@@ -9,14 +9,29 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/transport"
 )
+
+// replayPage is the most missed messages a recovery reads from the broker
+// at a time. Pages are smaller when messages are large: a page is sized to
+// the room left in the session's send queue, so that the page in memory
+// and the queue together stay within the queue's bound, however long the
+// history.
+const replayPage = 32
 
 // joining is a join between its broker work and its frames.
 type joining struct {
-	r         *room
-	start     broker.Position
+	r *room
+	// start is where the member's live stream begins: the room's position
+	// when the join read it.
+	start broker.Position
+	// missed is the first page of the messages to replay; recovered says
+	// whether they (and the pages after them, up to start) continue
+	// since without a hole.
 	missed    []*broker.Message
 	recovered bool
+	// last is the offset of the last message replayed.
+	last uint64
 }
 
 func (s *Session) join(f *protocol.ClientFrame) error {
@@ -51,9 +66,9 @@ func (s *Session) joinRoom(name string, since *protocol.Position, id json.RawMes
 	if s.hub.draining.Load() {
 		return ErrDraining
 	}
-	ctx, cancel := s.hub.brokerCtx(context.Background())
-	defer cancel()
+	ctx, done := s.call(false)
 	j, err := s.hub.prepareJoin(ctx, s, name, since)
+	done()
 	if err != nil {
 		return err
 	}
@@ -63,7 +78,7 @@ func (s *Session) joinRoom(name string, since *protocol.Position, id json.RawMes
 
 // prepareJoin makes s a recovering member of name, records its presence and
 // reads where its stream starts: the room's position or, with since, the
-// history after it. Live messages are buffered meanwhile.
+// first page of the history after it. Live messages are buffered meanwhile.
 func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *protocol.Position) (*joining, error) {
 	r, err := h.acquire(ctx, name)
 	if err != nil {
@@ -83,10 +98,10 @@ func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *p
 			j.start, err = h.broker.Position(ctx, name)
 		} else {
 			var hist broker.History
-			hist, err = h.broker.History(ctx, name, broker.HistoryQuery{After: since.Offset})
+			hist, err = h.broker.History(ctx, name, broker.HistoryQuery{After: since.Offset, Limit: h.pageLimit(s.conn.Free(), int(h.cfg.MaxFrameBytes))})
 			j.start = hist.Position
 			if err == nil && continuous(*since, hist) {
-				j.recovered, j.missed = true, hist.Messages
+				j.recovered, j.missed, j.last = true, hist.Messages, since.Offset
 			}
 		}
 	}
@@ -94,13 +109,16 @@ func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *p
 		s.mu.Lock()
 		s.removeRoomLocked(name)
 		s.mu.Unlock()
-		h.removeMember(context.WithoutCancel(ctx), s, r)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.BrokerTimeout)
+		h.removeMember(rctx, s, r)
+		cancel()
 		return nil, fmt.Errorf("join %s: %w", name, err)
 	}
 	return j, nil
 }
 
-// continuous reports whether hist holds every message after since.
+// continuous reports whether hist, a first page of the history after
+// since, begins right after since in since's epoch.
 func continuous(since broker.Position, hist broker.History) bool {
 	if since.Epoch != hist.Epoch || since.Offset > hist.Offset {
 		return false
@@ -108,23 +126,18 @@ func continuous(since broker.Position, hist broker.History) bool {
 	if since.Offset == hist.Offset {
 		return true
 	}
-	return len(hist.Messages) > 0 && hist.Messages[0].Offset == since.Offset+1 &&
-		hist.Messages[len(hist.Messages)-1].Offset == hist.Offset
+	return len(hist.Messages) > 0 && hist.Messages[0].Offset == since.Offset+1
 }
 
-// finishJoin sends what a join found (missed messages, then joined when
-// sendJoined) and turns the member live, releasing the messages buffered
-// meanwhile that the session has not seen.
+// finishJoin sends what a join found, then turns the member live: the
+// missed messages, page by page, each waiting for room in the send queue
+// (a client that reads is never closed for its recovery; one that does
+// not is closed with 4008); then, under the room lock, joined (when
+// sendJoined) and the live messages buffered meanwhile that the session
+// has not seen. Live messages that pile up past the send queue's bound
+// during a long replay are dropped from the buffer and read from the
+// history instead, so the replay goes on until it has caught up.
 func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined bool) {
-	frames := make([][]byte, len(j.missed))
-	for i, m := range j.missed {
-		frames[i] = encodeMessage(m)
-	}
-	var joined []byte
-	if sendJoined {
-		joined = protocol.Encode(&protocol.Joined{Type: protocol.TypeJoined, ID: id, Room: j.r.name,
-			Epoch: j.start.Epoch, Offset: j.start.Offset, Recovered: j.recovered})
-	}
 	// Until the writer reports more, the session has what came before the
 	// missed messages, or the start of its live stream.
 	base := j.start
@@ -139,45 +152,132 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 	s.mu.Unlock()
 
 	r := j.r
-	r.mu.Lock()
+	for {
+		if j.recovered && !h.replay(s, j) {
+			return // the session is closing
+		}
+		r.mu.Lock()
+		mem := r.members[s]
+		if mem == nil {
+			r.mu.Unlock()
+			return // the session ended meanwhile
+		}
+		if !mem.overflowed {
+			break // r.mu stays locked
+		}
+		mem.overflowed = false
+		r.mu.Unlock()
+		ctx, done := s.call(false)
+		pos, err := h.broker.Position(ctx, r.name)
+		done()
+		if err != nil {
+			s.conn.CloseNow(closeTryLater, "broker unavailable during recovery, try again")
+			return
+		}
+		if pos.Epoch != j.start.Epoch {
+			j.recovered = false
+		}
+		j.start = pos
+	}
 	defer r.mu.Unlock()
 	mem := r.members[s]
-	if mem == nil {
-		return // the session ended meanwhile
-	}
-	for i, m := range j.missed {
-		s.enqueue(outFrame{data: frames[i], msg: m, recovered: true})
-	}
-	delivered := len(j.missed)
-	defer func() { h.metrics.delivered(delivered) }()
-	if joined != nil {
-		s.enqueue(outFrame{data: joined})
+	if sendJoined {
+		s.send(&protocol.Joined{Type: protocol.TypeJoined, ID: id, Room: r.name,
+			Epoch: j.start.Epoch, Offset: j.start.Offset, Recovered: j.recovered})
 	}
 	mem.epoch, mem.next = j.start.Epoch, j.start.Offset+1
-	if pr := mem.pendingReset; pr != nil {
+	if pr := mem.pendingReset; pr != nil && (pr.Epoch != j.start.Epoch || pr.Offset > j.start.Offset) {
 		mem.epoch, mem.next = pr.Epoch, pr.Offset+1
 		s.enqueueReset(r.name, *pr)
 	}
+	delivered := 0
 	for _, m := range mem.pending {
 		if m.Epoch != mem.epoch || m.Offset < mem.next {
 			continue
 		}
 		mem.next = m.Offset + 1
 		if m.Origin == s.id && !s.echo {
-			s.enqueue(outFrame{msg: m}) // a marker: see Hub.Deliver
+			s.conn.Send(transport.Frame{Ref: m}) // a marker: see Hub.Deliver
 			continue
 		}
-		s.enqueue(outFrame{data: encodeMessage(m), msg: m})
+		s.conn.Send(transport.Frame{Data: encodeMessage(m), Ref: m})
 		delivered++
 	}
-	mem.recovering, mem.pending, mem.pendingReset = false, nil, nil
+	h.metrics.delivered(delivered)
+	mem.recovering, mem.pending, mem.pendingBytes, mem.pendingReset = false, nil, 0, nil
+}
+
+// replay sends the missed messages of a recovering join after j.last up to
+// j.start, reading page after page. If the history no longer continues
+// (it expired or was trimmed under a very long replay), it stops and
+// clears j.recovered: joined then says so. It returns false when the
+// session closed. Each page is a broker call of its own: the replay as a
+// whole takes as long as the client takes to read it.
+func (h *Hub) replay(s *Session, j *joining) bool {
+	page := j.missed
+	j.missed = nil
+	largest := int(h.cfg.MaxFrameBytes) // until a page shows the sizes
+	for {
+		for i, m := range page {
+			largest = max(largest, len(m.Data)+frameOverhead)
+			if !s.conn.SendWait(transport.Frame{Data: encodeMessage(m), Ref: m}) {
+				return false
+			}
+			page[i] = nil // sent: the queue holds its frame now
+			h.metrics.delivered(1)
+			j.last = m.Offset
+		}
+		if j.last >= j.start.Offset {
+			return true
+		}
+		free, ok := s.conn.WaitRoom(largest)
+		if !ok {
+			return false
+		}
+		ctx, done := s.call(false)
+		hist, err := h.broker.History(ctx, j.r.name, broker.HistoryQuery{After: j.last, Limit: h.pageLimit(free, largest)})
+		canceled := ctx.Err() == context.Canceled
+		done()
+		switch {
+		case canceled:
+			return false
+		case err != nil:
+			h.log.Warn("replay page", "room", j.r.name, "session", s.id, "err", err)
+			j.recovered = false
+			return true
+		case hist.Epoch != j.start.Epoch || len(hist.Messages) == 0 || hist.Messages[0].Offset != j.last+1:
+			j.recovered = false
+			return true
+		}
+		page = hist.Messages
+		if n := len(page); page[n-1].Offset > j.start.Offset {
+			// Published after the join read its start: those come live.
+			page = page[:sortSearch(page, j.start.Offset)]
+		}
+		largest = 0
+	}
+}
+
+// frameOverhead bounds what a message frame adds to its data: the type,
+// room, epoch, offset, from and ts fields.
+const frameOverhead = 512
+
+// pageLimit is how many messages of up to largest bytes the next replay
+// page may hold with free bytes of room in the send queue: at least one.
+func (h *Hub) pageLimit(free, largest int) int {
+	return max(1, min(replayPage, free/max(largest, 1)))
+}
+
+// sortSearch returns how many messages of page have an offset of at most
+// offset.
+func sortSearch(page []*broker.Message, offset uint64) int {
+	return sort.Search(len(page), func(i int) bool { return page[i].Offset > offset })
 }
 
 // welcome answers hello: it joins the inbox, sends welcome, and resumes the
 // rooms of hello.resume and of the state of hello.session.
 func (h *Hub) welcome(s *Session, hello *protocol.ClientFrame) error {
-	ctx, cancel := h.brokerCtx(context.Background())
-	defer cancel()
+	ctx, done := s.call(false)
 	resume := make(map[string]broker.Position, len(hello.Resume))
 	if hello.Session != "" {
 		st, err := h.broker.LoadSession(ctx, hello.Session)
@@ -187,10 +287,15 @@ func (h *Hub) welcome(s *Session, hello *protocol.ClientFrame) error {
 				resume[room] = pos
 			}
 		case err != nil && !errors.Is(err, broker.ErrNotFound):
+			done()
 			return fmt.Errorf("load session %s: %w", hello.Session, err)
 		}
 	}
 	var refused []error
+	for room, err := range hello.ResumeErrors {
+		refused = append(refused, err)
+		delete(resume, room) // the client's own (bad) position wins over the saved one
+	}
 	for room, pos := range hello.Resume {
 		if err := protocol.CheckResume(room, pos); err != nil {
 			refused = append(refused, err)
@@ -207,6 +312,7 @@ func (h *Hub) welcome(s *Session, hello *protocol.ClientFrame) error {
 		delete(resume, inbox)
 	}
 	j, err := h.prepareJoin(ctx, s, inbox, inboxSince)
+	done()
 	if err != nil {
 		return err
 	}

@@ -68,22 +68,24 @@ func (h *Hub) every(ctx context.Context, d time.Duration, f func(context.Context
 	}
 }
 
-// heartbeat pings every session and closes those silent for two intervals.
+// heartbeat pings every session, closes those silent for two intervals
+// with 1001, and those that began a frame or message more than two
+// intervals ago and never finished it with 1008.
 func (h *Hub) heartbeat(context.Context) {
-	deadline := time.Now().Add(-2 * h.cfg.Heartbeat).UnixNano()
-	sessions := h.snapshot()
-	start := sessions[:0]
-	for _, s := range sessions {
-		if s.lastSeenNS.Load() < deadline {
+	deadline := time.Now().Add(-2 * h.cfg.Heartbeat)
+	for _, s := range h.snapshot() {
+		if s.conn.LastSeen().Before(deadline) {
 			h.log.Info("heartbeat timeout", "session", s.id, "user", s.user)
-			s.close(closeGoingAway, "heartbeat timeout", false)
+			s.conn.CloseNow(closeGoingAway, "heartbeat timeout")
 			continue
 		}
-		if s.ping() {
-			start = append(start, s)
+		if u := s.conn.Unfinished(); !u.IsZero() && u.Before(deadline) {
+			h.log.Warn("message never finished", "session", s.id, "user", s.user, "code", closePolicy)
+			s.conn.CloseNow(closePolicy, "message not finished in time")
+			continue
 		}
+		s.conn.Ping()
 	}
-	h.flusher.schedule(start...)
 }
 
 // register refreshes this instance in the broker's registry, which also

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,16 +9,10 @@ import (
 // Metrics holds the hub's Prometheus collectors. A nil *Metrics counts
 // nothing, so every method here is safe on nil.
 type Metrics struct {
-	framesIn        prometheus.Counter
-	bytesIn         prometheus.Counter
-	framesOut       prometheus.Counter
-	bytesOut        prometheus.Counter
 	published       *prometheus.CounterVec
 	deliveries      prometheus.Counter
 	publishSeconds  prometheus.Histogram
 	deliverySeconds prometheus.Histogram
-	overflows       prometheus.Counter
-	closes          *prometheus.CounterVec
 	errors          *prometheus.CounterVec
 	authFailures    *prometheus.CounterVec
 	resets          prometheus.Counter
@@ -32,32 +25,27 @@ type Metrics struct {
 // then call Observe with the hub.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		framesIn:   prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_frames_received_total", Help: "WebSocket frames received from clients."}),
-		bytesIn:    prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_received_bytes_total", Help: "Bytes of WebSocket frames received from clients."}),
-		framesOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_frames_sent_total", Help: "WebSocket frames written to clients (a batched frame counts once)."}),
-		bytesOut:   prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_sent_bytes_total", Help: "Bytes of WebSocket frames written to clients."}),
 		published:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_messages_published_total", Help: "Publishes handed to the broker from this instance, by result (ok, error)."}, []string{"result"}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_messages_delivered_total", Help: "Room messages queued to local sessions."}),
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_broker_publish_seconds", Help: "Time for the broker to store and publish a message.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		deliverySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_delivery_latency_seconds", Help: "Time from the broker's publish timestamp to the socket write of a message.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		overflows:      prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_send_queue_overflows_total", Help: "Sessions closed because their send queue overflowed."}),
-		closes:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_session_closes_total", Help: "Sessions closed by the server, by close code."}, []string{"code"}),
 		errors:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_errors_total", Help: "Error frames sent to clients, by error code."}, []string{"code"}),
 		authFailures:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_auth_failures_total", Help: "Refused connections and refreshes, by reason."}, []string{"reason"}),
 		resets:         prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_room_resets_total", Help: "Rooms whose continuity the broker could not keep."}),
 		sessionsOpened: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_sessions_opened_total", Help: "Sessions that completed hello."}),
 		draining:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_draining", Help: "1 while the instance drains."}),
 	}
-	reg.MustRegister(m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.published, m.deliveries,
-		m.publishSeconds, m.deliverySeconds, m.overflows, m.closes, m.errors, m.authFailures,
-		m.resets, m.sessionsOpened, m.draining)
+	reg.MustRegister(m.published, m.deliveries, m.publishSeconds, m.deliverySeconds, m.errors,
+		m.authFailures, m.resets, m.sessionsOpened, m.draining)
 	return m
 }
 
-// RegisterGauges registers the gauges that read h's state on reg.
+// RegisterGauges registers the gauges that read h's state on reg, its
+// connections' included.
 func (h *Hub) RegisterGauges(reg prometheus.Registerer) {
+	h.transport.RegisterGauges(reg)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_sessions", Help: "Connected sessions."},
 			func() float64 { return float64(h.SessionCount()) }),
@@ -66,21 +54,6 @@ func (h *Hub) RegisterGauges(reg prometheus.Registerer) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_rooms", Help: "Rooms with local members (inboxes included)."},
 			func() float64 { return float64(h.RoomCount()) }),
 	)
-}
-
-func (m *Metrics) frameIn(n int) {
-	if m != nil {
-		m.framesIn.Inc()
-		m.bytesIn.Add(float64(n))
-	}
-}
-
-// wroteFrames counts frames WebSocket frames of bytes payload bytes written.
-func (m *Metrics) wroteFrames(frames, bytes int) {
-	if m != nil && frames > 0 {
-		m.framesOut.Add(float64(frames))
-		m.bytesOut.Add(float64(bytes))
-	}
 }
 
 // publishStarted times one broker publish; call the result with its error.
@@ -112,18 +85,6 @@ func (m *Metrics) written(publishedMS int64, now time.Time) {
 	}
 }
 
-func (m *Metrics) overflow() {
-	if m != nil {
-		m.overflows.Inc()
-	}
-}
-
-func (m *Metrics) closed(code int) {
-	if m != nil {
-		m.closes.WithLabelValues(strconv.Itoa(code)).Inc()
-	}
-}
-
 func (m *Metrics) errorFrame(code string) {
 	if m != nil {
 		m.errors.WithLabelValues(code).Inc()
@@ -147,8 +108,6 @@ func (m *Metrics) sessionOpened() {
 		m.sessionsOpened.Inc()
 	}
 }
-
-func (m *Metrics) sessionClosed() {}
 
 func (m *Metrics) drainStarted() {
 	if m != nil {

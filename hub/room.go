@@ -6,6 +6,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // room is a room with local members. It exists while refs > 0 and holds the
@@ -33,6 +34,11 @@ type member struct {
 	// has sent what they missed.
 	recovering bool
 	pending    []*broker.Message
+	// pendingBytes counts pending's data. Past the send queue's bound the
+	// buffer is dropped and overflowed set: the join then reads those
+	// messages from the history (see Hub.finishJoin).
+	pendingBytes int
+	overflowed   bool
 	// pendingReset is a reset that arrived while recovering.
 	pendingReset *broker.Position
 	// epoch and next are the position the member expects next.
@@ -127,22 +133,20 @@ func (h *Hub) Deliver(m *broker.Message) {
 	}
 	var frame []byte
 	delivered := 0
-	// Sessions that nothing was writing go to the flusher in chunks, so
-	// that writing starts while the loop goes on.
-	var start [flushChunk]*Session
-	n := 0
-	wake := func(s *Session) {
-		start[n] = s
-		n++
-		if n == len(start) {
-			h.flusher.schedule(start[:n]...)
-			n = 0
-		}
-	}
+	// Writers start in chunks, so that writing begins while the loop goes
+	// on.
+	fan := h.transport.Fanout()
 	r.mu.Lock()
 	for s, mem := range r.members {
 		if mem.recovering {
-			mem.pending = append(mem.pending, m)
+			if !mem.overflowed {
+				mem.pending = append(mem.pending, m)
+				mem.pendingBytes += len(m.Data) + len(m.Room) + len(m.Epoch) + len(m.From) + 64
+				if mem.pendingBytes > h.cfg.SendQueueBytes {
+					clear(mem.pending)
+					mem.pending, mem.pendingBytes, mem.overflowed = nil, 0, true
+				}
+			}
 			continue
 		}
 		if m.Epoch != mem.epoch {
@@ -159,21 +163,17 @@ func (h *Hub) Deliver(m *broker.Message) {
 		if m.Origin == s.id && !s.echo {
 			// The publisher gets an ack instead; the marker moves its
 			// saved position past its own message.
-			if s.push(outFrame{msg: m}) {
-				wake(s)
-			}
+			fan.Send(s.conn, transport.Frame{Ref: m})
 			continue
 		}
 		if frame == nil {
 			frame = encodeMessage(m)
 		}
-		if s.push(outFrame{data: frame, msg: m}) {
-			wake(s)
-		}
+		fan.Send(s.conn, transport.Frame{Data: frame, Ref: m})
 		delivered++
 	}
 	r.mu.Unlock()
-	h.flusher.schedule(start[:n]...)
+	fan.Flush()
 	h.metrics.delivered(delivered)
 }
 
@@ -191,7 +191,7 @@ func (h *Hub) Reset(name string, pos broker.Position) {
 		if mem.recovering {
 			p := pos
 			mem.pendingReset = &p
-			mem.pending = mem.pending[:0]
+			mem.pending, mem.pendingBytes, mem.overflowed = mem.pending[:0], 0, false
 			continue
 		}
 		mem.epoch, mem.next = pos.Epoch, pos.Offset+1

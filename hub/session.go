@@ -1,20 +1,19 @@
 package hub
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // Close codes used by the hub (PROTOCOL.md).
@@ -23,69 +22,44 @@ const (
 	closeRestarting   = protocol.CloseRestarting
 	closeUnauthorized = protocol.CloseUnauthorized
 	closeDisconnected = protocol.CloseDisconnected
-	closeSlowConsumer = protocol.CloseSlowConsumer
-	closeRateLimited  = protocol.CloseRateLimited
-	closeGoingAway    = websocket.CloseGoingAway
+	closeGoingAway    = transport.CloseGoingAway
+	closeTryLater     = transport.CloseTryAgainLater
 )
 
-// maxBatchBytes caps one batched WebSocket frame.
-const maxBatchBytes = 64 << 10
-
-// closeGrace is how long a closing session waits for the client's close
-// frame before dropping the connection.
-const closeGrace = 2 * time.Second
-
-// Session is one WebSocket connection of an authenticated user.
+// Session is one WebSocket connection: before hello a connection waiting
+// to be admitted, after it an authenticated user's session. It is the
+// transport.Handler of its connection.
 type Session struct {
 	hub  *Hub
-	conn *websocket.Conn
-	// raw is the socket for non-blocking writes; nil if it is not TCP.
-	raw syscall.RawConn
-	// br is conn's read buffer; nil if the hub could not supply it.
-	br   *bufio.Reader
-	id   string
-	user string
+	conn *transport.Conn
+	// welcomed is set once hello was accepted: from then on the session is
+	// in the hub and its frames are requests.
+	welcomed atomic.Bool
+	// helloSeen is set when the first message arrived (the hello timer
+	// then stands down).
+	helloSeen atomic.Bool
+	id        string
+	user      string
 	// flushSlice is when in each second flushStates saves the session.
 	flushSlice uint8
-	// batch and echo are fixed by hello.
-	batch bool
-	echo  bool
+	// echo is fixed by hello.
+	echo bool
 
-	// Owned by the reader goroutine.
-	claims     auth.Claims
-	limiter    *rate.Limiter
-	badFrames  *rate.Limiter // nil until the first invalid frame
-	refused    int           // consecutive rate-limited frames
-	expiry     *time.Timer
-	lastSeenNS atomic.Int64
+	// Owned by the reading goroutine.
+	claims    auth.Claims
+	badFrames *rate.Limiter // nil until the first invalid frame
+	timer     *time.Timer   // the hello timeout, then the token's expiry
 
 	mu sync.Mutex
 	// rooms the session is a member of, its inbox included. A slice: most
 	// sessions are in a room or two, and a map costs hundreds of bytes.
 	rooms []sessionRoom
 	dirty bool
-	// queue holds encoded frames for the writer; queued counts their bytes.
-	queue  []outFrame
-	spare  []outFrame
-	queued int
-	// writing is set while a flusher worker or the session's own writer
-	// goroutine owns the socket's write side (nothing else writes to it).
-	writing bool
-	pingDue bool
-	// pong is the payload of a pong owed to the client, if pongDue.
-	pong    []byte
-	pongDue bool
-	// closing is set once; closeCode/closeReason are sent by the writer,
-	// after the queue when flush is set.
-	closing    bool
-	closeFlush bool
-	closeSent  bool
-	// farewell, when set, is saved state then written right before the
-	// close frame: a drained client that reconnects at once finds its
-	// session state already saved.
-	farewell    []byte
-	closeCode   int
-	closeReason string
+	// closing is set once the connection stops being open.
+	closing bool
+	// cancelCall cancels the broker call in flight for the session, if
+	// any (see call).
+	cancelCall context.CancelFunc
 }
 
 // sessionRoom is a room a session is in.
@@ -120,67 +94,56 @@ func (s *Session) removeRoomLocked(name string) *room {
 	return r
 }
 
-// outFrame is one encoded server frame; msg is set for room messages so the
-// writer can record what was sent.
-type outFrame struct {
-	data []byte
-	msg  *broker.Message
-	// recovered frames (missed messages sent by a join) do not count
-	// against the queue bound: history bounds them, and a recovery larger
-	// than the queue must not close the session it is for.
-	recovered bool
-}
-
 // ID returns the session id.
 func (s *Session) ID() string { return s.id }
 
 // User returns the session's user.
 func (s *Session) User() string { return s.user }
 
-// enqueue hands a frame to the writer. It never blocks: a queue over its
-// bound closes the session with 4008 instead.
-func (s *Session) enqueue(f outFrame) {
-	if s.push(f) {
-		s.hub.flusher.schedule(s)
+// call returns a context for one broker call made for the session: bounded
+// by the broker timeout unless unbounded is set, and cancelled when the
+// session closes, so that a session that ends does not leave its reader
+// waiting for the broker. Call done when the call returns. One call at a
+// time is in flight per session: its frames are handled in order.
+func (s *Session) call(unbounded bool) (ctx context.Context, done func()) {
+	var cancel context.CancelFunc
+	if unbounded {
+		ctx, cancel = context.WithCancel(context.Background())
+	} else {
+		ctx, cancel = context.WithTimeout(context.Background(), s.hub.cfg.BrokerTimeout)
 	}
-}
-
-// push queues f and reports whether the caller must hand the session to
-// the flusher (nothing was writing it).
-func (s *Session) push(f outFrame) bool {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return false
+		cancel()
+		return ctx, func() {}
 	}
-	size := len(f.data)
-	switch {
-	case f.recovered:
-		size = 0
-	case size == 0:
-		size = markerBytes
-	}
-	if s.queued+size > s.hub.cfg.SendQueueBytes {
-		// Drop what is queued: the session is over and will resume from
-		// its last sent position.
-		s.queue, s.queued = nil, 0
-		s.startClosingLocked(closeSlowConsumer, "slow consumer", false)
-		s.mu.Unlock()
-		s.hub.metrics.overflow()
-		s.hub.log.Warn("slow consumer closed", "session", s.id, "user", s.user, "code", closeSlowConsumer)
-		return false
-	}
-	s.queue = append(s.queue, f)
-	s.queued += size
-	start := !s.writing
-	s.writing = true
+	s.cancelCall = cancel
 	s.mu.Unlock()
-	return start
+	return ctx, func() {
+		s.mu.Lock()
+		s.cancelCall = nil
+		s.mu.Unlock()
+		cancel()
+	}
 }
 
-// markerBytes is what a skipped-message marker counts against the queue
-// bound, so that markers cannot pile up without limit either.
-const markerBytes = 32
+// send encodes and queues a control frame (anything but a room message).
+func (s *Session) send(v any) {
+	s.conn.Send(transport.Frame{Data: protocol.Encode(v)})
+}
+
+// sendWait encodes and queues an answer the client asked for, waiting for
+// room in the send queue (see transport.Conn.SendWait).
+func (s *Session) sendWait(v any) {
+	s.conn.SendWait(transport.Frame{Data: protocol.Encode(v)})
+}
+
+// sendError queues an error frame.
+func (s *Session) sendError(id json.RawMessage, e *protocol.Error) {
+	s.hub.metrics.errorFrame(e.Code)
+	s.send(&protocol.ErrorFrame{Type: protocol.TypeError, ID: id, Code: e.Code, Message: e.Message})
+}
 
 // enqueueReset queues a reset frame and records the new position.
 func (s *Session) enqueueReset(room string, pos broker.Position) {
@@ -193,311 +156,58 @@ func (s *Session) enqueueReset(room string, pos broker.Position) {
 	s.send(&protocol.Reset{Type: protocol.TypeReset, Room: room, Epoch: pos.Epoch, Offset: pos.Offset})
 }
 
-// send encodes and queues a control frame (anything but a room message).
-func (s *Session) send(v any) {
-	s.enqueue(outFrame{data: protocol.Encode(v)})
-}
+// close ends the session with code after the frames already queued.
+func (s *Session) close(code int, reason string) { s.conn.Close(code, reason) }
 
-// sendError queues an error frame.
-func (s *Session) sendError(id json.RawMessage, e *protocol.Error) {
-	s.hub.metrics.errorFrame(e.Code)
-	s.send(&protocol.ErrorFrame{Type: protocol.TypeError, ID: id, Code: e.Code, Message: e.Message})
-}
-
-// kickLocked starts the session's own writer if nothing is writing: closing
-// is its job, as it may wait. s.mu must be held.
-func (s *Session) kickLocked() {
-	if !s.writing {
-		s.writing = true
-		go s.writeLoop(nil)
-	}
-}
-
-// ping asks for a heartbeat ping and reports whether the caller must hand
-// the session to the flusher.
-func (s *Session) ping() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.pingDue = true
-	start := !s.writing
-	s.writing = true
-	return start
-}
-
-// pingReceived answers a client's ping with a pong through the writers, so
-// that nothing else writes to the socket. It runs on the reader goroutine.
-func (s *Session) pingReceived(data string) error {
-	s.touch()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return nil
-	}
-	s.pong, s.pongDue = []byte(data), true
-	start := !s.writing
-	s.writing = true
-	s.mu.Unlock()
-	if start {
-		s.hub.flusher.schedule(s)
-	}
-	return nil
-}
-
-// closeReceived answers the client's close frame with one of its own
-// (unless it is the answer to ours). It runs on the reader goroutine, which
-// ends the session next; nothing more is queued, and a writer that owns
-// the socket is given a moment to finish the frame it is writing.
-func (s *Session) closeReceived(code int, _ string) error {
-	s.mu.Lock()
-	if s.closeSent {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closing, s.closeSent = true, true
-	s.queue, s.queued = nil, 0
-	s.mu.Unlock()
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
-		s.mu.Lock()
-		if !s.writing {
-			s.writing = true
-			s.mu.Unlock()
-			break
-		}
-		s.mu.Unlock()
-		if time.Now().After(deadline) {
-			return nil
-		}
-	}
-	_ = s.writeBlocking(appendFrame(nil, opClose, websocket.FormatCloseMessage(code, "")), time.Second)
-	return nil
-}
-
-// drain ends the session for a drain: after the queued frames, its state
-// is saved, then farewell (server:reconnect) and close code 4001 are sent.
-// It never blocks.
-func (s *Session) drain(farewell []byte) {
-	s.mu.Lock()
-	if !s.closing {
-		s.farewell = farewell
-	}
-	s.startClosingLocked(closeRestarting, "server restarting", true)
-	s.mu.Unlock()
-}
-
-// close ends the session with code: after the queued frames if flush is
-// set, at once otherwise. It never blocks.
-func (s *Session) close(code int, reason string, flush bool) {
-	s.mu.Lock()
-	s.startClosingLocked(code, reason, flush)
-	s.mu.Unlock()
-}
-
-func (s *Session) startClosingLocked(code int, reason string, flush bool) {
-	if s.closing {
-		return
-	}
-	s.closing, s.closeFlush = true, flush
-	s.closeCode, s.closeReason = code, reason
-	if !flush {
-		s.queue, s.queued = nil, 0
-	}
-	s.kickLocked()
-}
-
-// pending is what a write left unwritten: the rest of its bytes and the
-// frames they carry.
-type pending struct {
-	rest   []byte
-	frames []outFrame
-	wire   wireBatch // counts only
-}
-
-// takeLocked takes everything there is to write. s.mu must be held.
-func (s *Session) takeLocked() (frames []outFrame, ping bool, pong []byte, pongDue bool) {
-	frames = s.queue
-	s.queue, s.spare = s.spare[:0], nil
-	s.queued = 0
-	ping, s.pingDue = s.pingDue, false
-	pong, pongDue = s.pong, s.pongDue
-	s.pong, s.pongDue = nil, false
-	return frames, ping, pong, pongDue
-}
-
-// appendWire appends what takeLocked took as WebSocket frames.
-func (s *Session) appendWire(w *wireBatch, frames []outFrame, ping bool, pong []byte, pongDue bool) {
-	if pongDue {
-		w.appendControl(opPong, pong)
-	}
-	if ping {
-		w.appendControl(opPing, nil)
-	}
-	w.appendData(frames, s.batch)
-}
-
-// flush writes what is queued with one non-blocking write, on a flusher
-// worker. It reports whether more was queued meanwhile, so the session
-// needs flushing again. What the socket does not take, and closing, are
-// left to the session's own writer goroutine.
-func (s *Session) flush(w *wireBatch) (again bool) {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		go s.writeLoop(nil)
-		return false
-	}
-	frames, ping, pong, pongDue := s.takeLocked()
-	if len(frames) == 0 && !ping && !pongDue {
-		s.writing = false
-		s.mu.Unlock()
-		return false
-	}
-	s.mu.Unlock()
-
-	w.reset()
-	s.appendWire(w, frames, ping, pong, pongDue)
-	n, err := 0, error(nil)
-	if len(w.buf) > 0 {
-		n, err = tryWrite(s.raw, w.buf)
-	}
-	if err != nil {
-		s.abort()
-		return false
-	}
-	if n < len(w.buf) {
-		go s.writeLoop(&pending{
-			rest:   append([]byte(nil), w.buf[n:]...),
-			frames: frames,
-			wire:   wireBatch{frames: w.frames, bytes: w.bytes},
-		})
-		return false
-	}
-	s.wrote(frames, w)
-
-	s.mu.Lock()
-	again = len(s.queue) > 0 || s.pingDue || s.pongDue || s.closing
-	if !again {
-		s.writing = false
-	}
-	s.mu.Unlock()
-	return again
-}
-
-// writeLoop is the session's own writer, for writes that may wait: the
-// rest of a write the socket did not take (p, if not nil), whatever is
-// queued meanwhile, and closing. It exits when the queue is empty.
-func (s *Session) writeLoop(p *pending) {
-	timeout := s.hub.cfg.WriteTimeout
-	if p != nil {
-		if err := s.writeBlocking(p.rest, timeout); err != nil {
-			s.abort()
-			return
-		}
-		s.wrote(p.frames, &p.wire)
-	}
-	w := s.hub.flusher.getWire()
-	defer s.hub.flusher.putWire(w)
-	for {
-		s.mu.Lock()
-		frames, ping, pong, pongDue := s.takeLocked()
-		sendClose := len(frames) == 0 && s.closing && !s.closeSent
-		if sendClose {
-			s.closeSent = true
-		}
-		if len(frames) == 0 && !ping && !pongDue && !sendClose {
-			s.writing = false
-			s.mu.Unlock()
-			return
-		}
-		code, reason, farewell := s.closeCode, s.closeReason, s.farewell
-		s.mu.Unlock()
-
-		w.reset()
-		s.appendWire(w, frames, ping, pong, pongDue)
-		if len(w.buf) > 0 {
-			if err := s.writeBlocking(w.buf, timeout); err != nil {
-				s.abort()
-				return
-			}
-		}
-		s.wrote(frames, w)
-		if sendClose {
-			s.writeClose(w, code, reason, farewell)
-			return
-		}
-	}
-}
-
-// writeClose ends the session's writing: the saved state and farewell
-// first if set, then the close frame.
-func (s *Session) writeClose(w *wireBatch, code int, reason string, farewell []byte) {
-	if farewell != nil {
-		s.hub.saveStates(s)
-		w.reset()
-		w.appendData([]outFrame{{data: farewell}}, false)
-		if err := s.writeBlocking(w.buf, s.hub.cfg.WriteTimeout); err != nil {
-			s.abort()
-			return
-		}
-		s.hub.metrics.wroteFrames(w.frames, w.bytes)
-	}
-	w.reset()
-	w.appendControl(opClose, websocket.FormatCloseMessage(code, reason))
-	_ = s.writeBlocking(w.buf, time.Second)
-	s.hub.metrics.closed(code)
-	// The reader ends when the client answers; don't wait forever.
-	time.AfterFunc(closeGrace, func() { _ = s.conn.Close() })
-	s.mu.Lock()
-	s.writing = false
-	s.mu.Unlock()
-}
-
-// abort drops the connection after a failed write; the reader then ends
-// the session.
-func (s *Session) abort() {
-	_ = s.conn.Close()
-	s.mu.Lock()
-	s.closing, s.closeSent = true, true
-	s.queue, s.queued = nil, 0
-	s.writing = false
-	s.mu.Unlock()
-}
-
-// wrote counts a completed write and records what it sent.
-func (s *Session) wrote(frames []outFrame, w *wireBatch) {
-	s.hub.metrics.wroteFrames(w.frames, w.bytes)
-	s.recordSent(frames)
-}
-
-// recordSent notes the position of the last message written per room.
-func (s *Session) recordSent(frames []outFrame) {
+// Written implements transport.Handler: it records the position of the
+// last message written per room, for hello.session.
+func (s *Session) Written(frames []transport.Frame) {
 	now := time.Now()
 	for _, f := range frames {
-		if f.msg != nil && len(f.data) > 0 {
-			s.hub.metrics.written(f.msg.Time, now)
+		if m, ok := f.Ref.(*broker.Message); ok && len(f.Data) > 0 {
+			s.hub.metrics.written(m.Time, now)
 		}
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i, f := range frames {
-		m := f.msg
-		if m == nil {
+		m, ok := f.Ref.(*broker.Message)
+		if !ok {
 			continue
 		}
-		if i+1 < len(frames) && frames[i+1].msg != nil && frames[i+1].msg.Room == m.Room {
-			continue // only a room's last message in this write counts
+		if i+1 < len(frames) {
+			if next, ok := frames[i+1].Ref.(*broker.Message); ok && next.Room == m.Room {
+				continue // only a room's last message in this write counts
+			}
 		}
 		if j := s.roomLocked(m.Room); j >= 0 { // not if left meanwhile
 			s.rooms[j].sent = m.Position()
 			s.dirty = true
 		}
 	}
-	clear(frames)
-	if s.spare == nil {
-		s.spare = frames[:0]
-	}
+}
+
+// Closing implements transport.Handler: nothing more is handled, and the
+// broker call in flight, if any, ends now.
+func (s *Session) Closing() {
+	s.mu.Lock()
+	s.closing = true
+	cancel := s.cancelCall
 	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// Closed implements transport.Handler: the connection is gone.
+func (s *Session) Closed() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if s.welcomed.Load() {
+		s.hub.endSession(s)
+	}
+	s.hub.conns.Add(-1)
 }
 
 // state returns the session's resumable state.
@@ -522,5 +232,3 @@ func (s *Session) takeDirty() bool {
 	s.dirty = false
 	return d
 }
-
-func (s *Session) touch() { s.lastSeenNS.Store(time.Now().UnixNano()) }

@@ -3,8 +3,13 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Client frame types.
@@ -59,25 +64,41 @@ type ClientFrame struct {
 	To   string          `json:"to,omitempty"`
 	Data json.RawMessage `json:"data,omitempty"`
 	Key  string          `json:"key,omitempty"`
+
+	// ResumeErrors holds, by room, the hello.resume entries Decode could
+	// not read (they are not in Resume).
+	ResumeErrors map[string]error `json:"-"`
 }
 
-// Decode parses and checks one client frame. On failure it returns the frame
-// as far as it could be read (so that its ID can be echoed in the error frame)
-// and a *Error whose code is bad_request, unknown_type or bad_room.
+// Decode parses and checks one client frame. Field names match exactly
+// (PROTOCOL.md: camelCase; "ROOM" is not "room"), a name given twice is an
+// error, and unknown fields are ignored. On failure it returns the frame as
+// far as it could be read (so that its ID can be echoed in the error frame)
+// and a *Error whose code is bad_request, unknown_type or bad_room. A bad
+// hello.resume entry does not fail the frame: it is left out of Resume and
+// reported in ResumeErrors, so that it costs that room only.
 func Decode(b []byte) (*ClientFrame, error) {
 	var f ClientFrame
-	if err := json.Unmarshal(b, &f); err != nil {
-		// A frame that is JSON but has a field of the wrong type still tells
-		// us its id; try once more for it alone. The failed pass has already
-		// stored whatever "id" held, valid or not, so start from nothing.
-		f.ID = nil
-		var idOnly struct {
-			ID json.RawMessage `json:"id"`
+	if err := Unmarshal(b, &f); err != nil {
+		var se *jsonv2.SemanticError
+		if errors.As(err, &se) && strings.HasPrefix(string(se.JSONPointer), "/resume/") {
+			f = ClientFrame{}
+			err = f.decodeLenientResume(b)
 		}
-		if json.Unmarshal(b, &idOnly) == nil && validID(idOnly.ID) {
-			f.ID = idOnly.ID
+		if err != nil {
+			// A frame that is JSON but has a field of the wrong type still
+			// tells us its id; try once more for it alone. The failed pass
+			// has already stored whatever "id" held, valid or not, so start
+			// from nothing.
+			f.ID = nil
+			var idOnly struct {
+				ID jsontext.Value `json:"id"`
+			}
+			if jsonv2.Unmarshal(b, &idOnly, jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)) == nil && validID(json.RawMessage(idOnly.ID)) {
+				f.ID = json.RawMessage(idOnly.ID)
+			}
+			return &f, &Error{Code: CodeBadRequest, Message: "frame is not a valid JSON object of the protocol: " + JSONProblem(err)}
 		}
-		return &f, &Error{Code: CodeBadRequest, Message: "frame is not a valid JSON object of the protocol: " + jsonProblem(err)}
 	}
 	if len(f.ID) > 0 && !validID(f.ID) {
 		f.ID = nil
@@ -86,19 +107,15 @@ func Decode(b []byte) (*ClientFrame, error) {
 	if err := f.check(); err != nil {
 		return &f, err
 	}
-	if len(f.Data) > 0 && !utf8.Valid(f.Data) {
-		// Data is relayed verbatim in text frames, which must be UTF-8
-		// (RFC 6455); a browser fails the connection of every recipient.
-		return &f, &Error{Code: CodeBadRequest, Message: "data is not valid UTF-8"}
-	}
 	if len(f.Data) > 0 && bytes.ContainsAny(f.Data, "\r\n\t") {
 		// Batched server frames are separated by newlines, so stored data
-		// must never hold a raw one.
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, f.Data); err != nil {
+		// must never hold a raw one. (Unmarshal has checked that data is
+		// valid JSON in UTF-8: text frames must be UTF-8, RFC 6455.)
+		v := jsontext.Value(f.Data)
+		if err := v.Compact(); err != nil {
 			return &f, &Error{Code: CodeBadRequest, Message: "data is not valid JSON"}
 		}
-		f.Data = buf.Bytes()
+		f.Data = json.RawMessage(v)
 	}
 	return &f, nil
 }
@@ -156,9 +173,6 @@ func CheckResume(room string, pos Position) error {
 }
 
 func (f *ClientFrame) needRoom() error {
-	if f.Room == "" {
-		return &Error{Code: CodeBadRequest, Message: f.Type + " needs a room"}
-	}
 	if f.Since != nil && f.Since.Epoch == "" {
 		return &Error{Code: CodeBadRequest, Message: "since needs an epoch"}
 	}
@@ -183,19 +197,4 @@ func validID(raw json.RawMessage) bool {
 	}
 	c := raw[0]
 	return c == '"' || c == '-' || c >= '0' && c <= '9'
-}
-
-// jsonProblem turns a decoding error into a short message without echoing
-// large parts of the input.
-func jsonProblem(err error) string {
-	switch e := err.(type) {
-	case *json.UnmarshalTypeError:
-		if e.Field != "" {
-			return fmt.Sprintf("field %q has the wrong type", e.Field)
-		}
-		return "expected a JSON object"
-	case *json.SyntaxError:
-		return fmt.Sprintf("syntax error at byte %d", e.Offset)
-	}
-	return "malformed JSON"
 }

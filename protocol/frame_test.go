@@ -139,6 +139,15 @@ func TestDecode_Valid(t *testing.T) {
 			want: protocol.ClientFrame{Type: protocol.TypePing, ID: raw(`8`)},
 		},
 		{
+			name: "HelloWithABadResumeEntry",
+			in:   `{"type":"hello","user":"u","resume":{"good":{"epoch":"e","offset":3},"bad":{"epoch":"e","offset":-1},"worse":7}}`,
+			want: protocol.ClientFrame{Type: protocol.TypeHello, User: "u", Resume: map[string]protocol.Position{"good": {Epoch: "e", Offset: 3}},
+				ResumeErrors: map[string]error{
+					"bad":   &protocol.Error{Code: protocol.CodeBadRequest, Message: `resume["bad"] must be {"epoch": string, "offset": number of at least 0}`},
+					"worse": &protocol.Error{Code: protocol.CodeBadRequest, Message: `resume["worse"] must be {"epoch": string, "offset": number of at least 0}`},
+				}},
+		},
+		{
 			name: "LeadingAndTrailingWhitespace",
 			in:   " \r\n\t{\"type\":\"ping\"}\n",
 			want: protocol.ClientFrame{Type: protocol.TypePing},
@@ -208,12 +217,19 @@ func TestDecode_Errors(t *testing.T) {
 		{name: "IDInvalidUTF8", in: "{\"type\":\"ping\",\"id\":\"\xff\"}", code: protocol.CodeBadRequest},
 
 		// Rooms.
-		{name: "JoinWithoutRoom", in: `{"type":"join","id":1}`, code: protocol.CodeBadRequest, wantID: `1`},
-		{name: "JoinEmptyRoom", in: `{"type":"join","id":1,"room":""}`, code: protocol.CodeBadRequest, wantID: `1`},
-		{name: "LeaveWithoutRoom", in: `{"type":"leave","id":1}`, code: protocol.CodeBadRequest, wantID: `1`},
-		{name: "PresenceWithoutRoom", in: `{"type":"presence","id":1}`, code: protocol.CodeBadRequest, wantID: `1`},
-		{name: "HistoryWithoutRoom", in: `{"type":"history","id":1}`, code: protocol.CodeBadRequest, wantID: `1`},
-		{name: "PublishWithoutRoom", in: `{"type":"publish","id":1,"data":1}`, code: protocol.CodeBadRequest, wantID: `1`},
+		{name: "JoinWithoutRoom", in: `{"type":"join","id":1}`, code: protocol.CodeBadRoom, wantID: `1`},
+		{name: "JoinEmptyRoom", in: `{"type":"join","id":1,"room":""}`, code: protocol.CodeBadRoom, wantID: `1`},
+		// Field names match exactly: "ROOM" is an unknown field, so the
+		// join names no room.
+		{name: "JoinRoomInCapitals", in: `{"type":"join","id":1,"ROOM":"general"}`, code: protocol.CodeBadRoom, wantID: `1`},
+		{name: "JoinTypeInCapitals", in: `{"TYPE":"join","id":1,"room":"general"}`, code: protocol.CodeBadRequest, wantID: `1`},
+		{name: "PublishDataInCapitals", in: `{"type":"publish","id":1,"room":"a","Data":1}`, code: protocol.CodeBadRequest, wantID: `1`},
+		{name: "SinceEpochInCapitals", in: `{"type":"join","id":1,"room":"a","since":{"Epoch":"e","offset":1}}`, code: protocol.CodeBadRequest, wantID: `1`},
+		{name: "RoomGivenTwice", in: `{"type":"join","id":1,"room":"a","room":"b"}`, code: protocol.CodeBadRequest, wantID: `1`},
+		{name: "LeaveWithoutRoom", in: `{"type":"leave","id":1}`, code: protocol.CodeBadRoom, wantID: `1`},
+		{name: "PresenceWithoutRoom", in: `{"type":"presence","id":1}`, code: protocol.CodeBadRoom, wantID: `1`},
+		{name: "HistoryWithoutRoom", in: `{"type":"history","id":1}`, code: protocol.CodeBadRoom, wantID: `1`},
+		{name: "PublishWithoutRoom", in: `{"type":"publish","id":1,"data":1}`, code: protocol.CodeBadRoom, wantID: `1`},
 		{name: "RoomOnlySpaces", in: `{"type":"join","id":1,"room":"   "}`, code: protocol.CodeBadRoom, wantID: `1`},
 		{name: "RoomWithSpace", in: `{"type":"join","id":1,"room":"my room"}`, code: protocol.CodeBadRoom, wantID: `1`},
 		{name: "RoomWithPaddingSpace", in: `{"type":"join","id":1,"room":" general"}`, code: protocol.CodeBadRoom, wantID: `1`},
@@ -283,7 +299,10 @@ func TestDecode_ErrorMessagesAreBounded(t *testing.T) {
 		`{"type":"send","to":"` + huge + `","data":1}`,
 		`{"type":"hello","resume":{"` + huge + `":{"offset":"x"}}}`,
 	} {
-		_, err := protocol.Decode([]byte(in))
+		f, err := protocol.Decode([]byte(in))
+		for _, rerr := range f.ResumeErrors {
+			err = rerr // a bad resume entry costs its room, not the frame
+		}
 		if err == nil {
 			t.Errorf("Decode(%.40s…) error = nil", in)
 			continue

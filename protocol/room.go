@@ -67,6 +67,9 @@ func InboxUser(room string) (string, bool) {
 // legal room name or the inbox of a legal user id. The error is a *Error with
 // code bad_room.
 func ParseRoom(name string) error {
+	if name == "" {
+		return &Error{Code: CodeBadRoom, Message: fmt.Sprintf("the room name is missing or empty: use 1-%d characters of A-Z a-z 0-9 _ . : -", MaxRoomLen)}
+	}
 	if user, ok := InboxUser(name); ok {
 		if ValidUser(user) {
 			return nil

@@ -25,84 +25,10 @@ W1_CONNS=${W1_CONNS:-15000}
 W2_LADDER=${W2_LADDER:-10,25,50,100,200,400,800}
 W3_CONNS=${W3_CONNS:-10000}
 W3_LADDER=${W3_LADDER:-1000,2000,4000,8000,12000,16000,20000}
-SECRET=switchboard-bench-secret-0123456789
-APIKEY=switchboard-bench-api-key
-CF_CONFIG=$ROOT/bench/peers/centrifugo.json
-CF_SECRET=$(sed -n 's/.*"hmac_secret_key": *"\([^"]*\)".*/\1/p' "$CF_CONFIG")
-CF_APIKEY=$(sed -n 's/.*"http_api": *{"key": *"\([^"]*\)".*/\1/p' "$CF_CONFIG")
-
-command -v redis-server >/dev/null || { echo "bench-suite: redis-server is required (make deps)" >&2; exit 1; }
-mkdir -p "$OUT"
-BIN=$OUT/switchboard
-go build -o "$BIN" ./cmd/switchboard
+SERVE_ENV=()
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 echo "bench-suite: work directory $OUT" >&2
-
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	PIDS=()
-}
-trap cleanup EXIT
-
-# freeport prints a loopback TCP port nobody listens on, below the ephemeral
-# range: the benchmark's own client sockets take ports from that range.
-EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-freeport() {
-	local p
-	while :; do
-		p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-	done
-}
-
-# waitport waits until something listens on port $1.
-waitport() {
-	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "bench-suite: nothing listens on port $1" >&2
-	return 1
-}
-
-start_redis() {
-	REDIS_PORT=$(freeport)
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
-	REDIS_PID=$!
-	PIDS+=("$REDIS_PID")
-	waitport "$REDIS_PORT"
-}
-
-# start_servers TARGET starts two instances of TARGET on one new Redis.
-start_servers() {
-	start_redis
-	P1=$(freeport)
-	P2=$(freeport)
-	while [ "$P2" = "$P1" ]; do P2=$(freeport); done
-	if [ "$1" = switchboard ]; then
-		for p in "$P1" "$P2"; do
-			"$BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
-				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error >>"$OUT/servers.log" 2>&1 &
-			PIDS+=($!)
-		done
-		URLS="ws://127.0.0.1:$P1/ws,ws://127.0.0.1:$P2/ws"
-		AUTH=(--jwt-secret "$SECRET" --api-key "$APIKEY")
-	else
-		for p in "$P1" "$P2"; do
-			CENTRIFUGO_ENGINE_REDIS_ADDRESS="redis://127.0.0.1:$REDIS_PORT" \
-				"$CENTRIFUGO" -c "$CF_CONFIG" --http_server.port "$p" >>"$OUT/servers.log" 2>&1 &
-			PIDS+=($!)
-		done
-		URLS="ws://127.0.0.1:$P1/connection/websocket,ws://127.0.0.1:$P2/connection/websocket"
-		AUTH=(--jwt-secret "$CF_SECRET" --api-key "$CF_APIKEY")
-	fi
-	S1=${PIDS[-2]}
-	S2=${PIDS[-1]}
-	waitport "$P1"
-	waitport "$P2"
-	sleep 1
-}
 
 # run W TARGET runs workload W (W1, W2 or W3) against TARGET on fresh servers.
 run() {
@@ -115,15 +41,15 @@ run() {
 			--duration 5s --server-pids "$S1,$S2" --label "W1 $t" --json-out "$OUT/$t-W1.json" --markdown >>"$md"
 		;;
 	W2)
-		echo "\$ switchboard bench fanout --target $t --url $URLS ${AUTH[*]} --rooms 1 --members 2000 --ladder $W2_LADDER --payload 100 --procs $PROCS --duration $STEP --server-pids <servers>,<redis>" >>"$md.cmds"
+		echo "\$ switchboard bench fanout --target $t --url $URLS ${AUTH[*]} --rooms 1 --members 2000 --ladder $W2_LADDER --payload 100 --procs $PROCS --duration $STEP --server-pids <servers> --broker-pids <redis>" >>"$md.cmds"
 		"$BIN" bench fanout --target "$t" --url "$URLS" "${AUTH[@]}" --rooms 1 --members 2000 --ladder "$W2_LADDER" \
-			--payload 100 --procs "$PROCS" --duration "$STEP" --server-pids "$S1,$S2,$REDIS_PID" --label "W2 $t" \
+			--payload 100 --procs "$PROCS" --duration "$STEP" --server-pids "$S1,$S2" --broker-pids "$REDIS_PID" --label "W2 $t" \
 			--json-out "$OUT/$t-W2.json" --markdown >>"$md"
 		;;
 	W3)
-		echo "\$ switchboard bench rooms --target $t --url $URLS ${AUTH[*]} --conns $W3_CONNS --ladder $W3_LADDER --payload 100 --procs $PROCS --duration $STEP --server-pids <servers>,<redis>" >>"$md.cmds"
+		echo "\$ switchboard bench rooms --target $t --url $URLS ${AUTH[*]} --conns $W3_CONNS --ladder $W3_LADDER --payload 100 --procs $PROCS --duration $STEP --server-pids <servers> --broker-pids <redis>" >>"$md.cmds"
 		"$BIN" bench rooms --target "$t" --url "$URLS" "${AUTH[@]}" --conns "$W3_CONNS" --ladder "$W3_LADDER" \
-			--payload 100 --procs "$PROCS" --duration "$STEP" --server-pids "$S1,$S2,$REDIS_PID" --label "W3 $t" \
+			--payload 100 --procs "$PROCS" --duration "$STEP" --server-pids "$S1,$S2" --broker-pids "$REDIS_PID" --label "W3 $t" \
 			--json-out "$OUT/$t-W3.json" --markdown >>"$md"
 		;;
 	esac

@@ -483,6 +483,48 @@ type sessionJSON struct {
 	Rooms map[string]broker.Position `json:"rooms,omitempty"`
 }
 
+// appendSessionJSON appends the JSON of sessionJSON{user, rooms}, as
+// json.Marshal would write it (but with the rooms in map order), without
+// its reflection and map sorting: a hub saves about a thousand states a
+// second under steady traffic.
+func appendSessionJSON(dst []byte, user string, rooms map[string]broker.Position) []byte {
+	dst = append(dst, `{"user":`...)
+	dst = appendJSONString(dst, user)
+	if len(rooms) > 0 {
+		dst = append(dst, `,"rooms":{`...)
+		first := true
+		for room, pos := range rooms {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendJSONString(dst, room)
+			dst = append(dst, `:{"epoch":`...)
+			dst = appendJSONString(dst, pos.Epoch)
+			dst = append(dst, `,"offset":`...)
+			dst = strconv.AppendUint(dst, pos.Offset, 10)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string. Room names, epochs and most
+// user ids are printable ASCII without quotes or backslashes and are
+// copied as they are; anything else is left to encoding/json.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
 // SaveSessions stores states, replacing earlier states with the same ID,
 // pipelined in one round trip; each expires ttl from now. ttl must be
 // positive and every state must have an ID.
@@ -498,15 +540,20 @@ func (b *Broker) SaveSessions(ctx context.Context, ttl time.Duration, states ...
 		return nil
 	}
 	cmds := make(rueidis.Commands, 0, len(states))
+	px := max(ttl.Milliseconds(), 1)
+	// One buffer holds every state's JSON, and each value is a string view
+	// of its part (rueidis.BinaryString does not copy). Appending never
+	// writes over a part already taken: it writes past them, or into a new
+	// array, leaving the old one as it is.
+	buf := make([]byte, 0, 128*len(states))
 	for _, s := range states {
 		if s.ID == "" {
 			return fmt.Errorf("%s: empty session id", op)
 		}
-		data, err := json.Marshal(sessionJSON{User: s.User, Rooms: s.Rooms})
-		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		cmds = append(cmds, b.client.B().Set().Key(b.sessionKey(s.ID)).Value(string(data)).PxMilliseconds(max(ttl.Milliseconds(), 1)).Build())
+		start := len(buf)
+		buf = appendSessionJSON(buf, s.User, s.Rooms)
+		part := buf[start:len(buf):len(buf)]
+		cmds = append(cmds, b.client.B().Set().Key(b.sessionKey(s.ID)).Value(rueidis.BinaryString(part)).PxMilliseconds(px).Build())
 	}
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()

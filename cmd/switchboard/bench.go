@@ -93,9 +93,11 @@ func parseBenchFlags(workload string, args []string, help io.Writer) (bench.Conf
 		target                             string
 		rate                               float64
 		ladder, srcIPs, pids, jsonOut      string
+		brokerPIDs                         string
 		payload                            int
 		batch                              = true
 		duration, drain, maxDrain, ttl, dt time.Duration
+		warmup                             time.Duration
 	)
 	fs.Var(&urls, "url", "WebSocket URLs of the instances, comma-separated or repeated (ws://127.0.0.1:8080)")
 	fs.Var(&apis, "api", "HTTP base URLs for API publishing and /metrics (default: from --url)")
@@ -112,12 +114,20 @@ func parseBenchFlags(workload string, args []string, help io.Writer) (bench.Conf
 	fs.IntVar(&payload, "payload", bench.DefaultPayload, "bytes of message data (at least 64)")
 	fs.StringVar(&cfg.Publish, "publish", "", "api or ws (fanout default api; rooms always ws)")
 	fs.BoolVar(&batch, "batch", true, "ask Switchboard for batched frames")
+	fs.StringVar(&cfg.Receiver, "receiver", bench.ReceivePooled, "how clients read: pooled (pooled buffer, byte search), scan (ReadMessage, split lines, scan each), decode (ReadMessage, full JSON decode of each object)")
+	fs.IntVar(&cfg.APIWorkers, "api-workers", bench.DefaultAPIWorkers, "concurrent HTTP publishers (publish api)")
+	fs.IntVar(&cfg.APIQueue, "api-queue", 0, "publishes that may wait for a busy API worker; 0: a publish no worker takes on time is skipped")
+	fs.DurationVar(&warmup, "warmup", 0, "run a warm-up step this long before the ladder (not in the summary)")
+	fs.Float64Var(&cfg.WarmupRate, "warmup-rate", bench.DefaultWarmupRate, "publish rate of the warm-up step")
+	fs.BoolVar(&cfg.Continuous, "continuous", false, "run the steps back to back (one drain at the end), as a user's load generator does")
+	fs.BoolVar(&cfg.Saturate, "saturate", false, "after the ladder, double the rate until deliveries/s stop growing or publishes are skipped")
 	fs.IntVar(&cfg.Procs, "procs", 1, "spread connections over this many processes")
 	fs.StringVar(&srcIPs, "src-ips", "", "loopback source addresses for client sockets, e.g. 127.0.0.1-127.0.0.8")
 	fs.StringVar(&cfg.Token, "token", "", "token every connection sends")
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "mint an HS256 token per user with this secret")
 	fs.DurationVar(&ttl, "token-ttl", bench.DefaultTokenTTL, "lifetime of minted tokens")
-	fs.StringVar(&pids, "server-pids", "", "comma-separated server (and Redis) process ids, for CPU per step (and memory from /proc for idle, one per --url)")
+	fs.StringVar(&pids, "server-pids", "", "comma-separated server process ids, for CPU per step (and memory from /proc for idle, one per --url)")
+	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated broker (Redis) process ids: CPU reported apart, deliveries per core-second also with them")
 	fs.StringVar(&cfg.Label, "label", "", "label of the run in reports")
 	fs.DurationVar(&dt, "dial-timeout", bench.DefaultDialTimeout, "bound on each connection's dial and handshake")
 	fs.IntVar(&cfg.Concurrency, "concurrency", bench.DefaultConcurrency, "connections each process opens at once")
@@ -132,7 +142,7 @@ func parseBenchFlags(workload string, args []string, help io.Writer) (bench.Conf
 	cfg.Target = bench.Target(target)
 	cfg.URLs, cfg.APIs = urls, apis
 	cfg.Duration, cfg.Drain, cfg.MaxDrain, cfg.TokenTTL, cfg.DialTimeout = duration, drain, maxDrain, ttl, dt
-	cfg.PayloadBytes, cfg.Batch = payload, batch
+	cfg.PayloadBytes, cfg.Batch, cfg.Warmup = payload, batch, warmup
 	var err error
 	switch {
 	case ladder != "" && rate != 0:
@@ -156,6 +166,28 @@ func parseBenchFlags(workload string, args []string, help io.Writer) (bench.Conf
 		if cfg.ServerPIDs, err = bench.ParsePIDs(pids); err != nil {
 			return cfg, "", &flagError{flag: "server-pids", err: err}
 		}
+	}
+	if brokerPIDs != "" {
+		if cfg.BrokerPIDs, err = bench.ParsePIDs(brokerPIDs); err != nil {
+			return cfg, "", &flagError{flag: "broker-pids", err: err}
+		}
+	}
+	switch cfg.Receiver {
+	case bench.ReceivePooled, bench.ReceiveScan, bench.ReceiveDecode:
+	default:
+		return cfg, "", &flagError{flag: "receiver", err: errors.New("want pooled, scan or decode")}
+	}
+	if cfg.APIWorkers <= 0 {
+		return cfg, "", &flagError{flag: "api-workers", err: errors.New("must be positive")}
+	}
+	if cfg.APIQueue < 0 {
+		return cfg, "", &flagError{flag: "api-queue", err: errors.New("must not be negative")}
+	}
+	if warmup < 0 {
+		return cfg, "", &flagError{flag: "warmup", err: errors.New("must not be negative")}
+	}
+	if cfg.WarmupRate <= 0 {
+		return cfg, "", &flagError{flag: "warmup-rate", err: errors.New("must be positive")}
 	}
 	if len(cfg.URLs) == 0 {
 		return cfg, "", &flagError{flag: "url", err: errors.New("is required")}

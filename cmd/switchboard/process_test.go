@@ -9,15 +9,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -160,8 +164,10 @@ func startInstanceAt(t testing.TB, name, listen string, args ...string) *instanc
 	case <-time.After(20 * time.Second):
 		t.Fatalf("instance %s did not log its listen address within 20s:\n%s", name, in.logs.tail(16<<10))
 	}
-	in.url = "http://" + in.addr
-	in.ws = "ws://" + in.addr + "/ws"
+	in.url, in.ws = "http://"+in.addr, "ws://"+in.addr+"/ws"
+	if slices.Contains(args, "--tls-cert") {
+		in.url, in.ws = "https://"+in.addr, "wss://"+in.addr+"/ws"
+	}
 	in.waitReady(t, 20*time.Second)
 	return in
 }
@@ -244,13 +250,23 @@ func (in *instance) waitExit(timeout time.Duration) (int, error) {
 	}
 }
 
-// httpClient talks to the instances: loopback only, never through a proxy.
+// httpClient talks to the instances: loopback only, never through a proxy;
+// over TLS it trusts wstest's test certificate (instances started with
+// --tls-cert serve that one).
 var httpClient = &http.Client{
 	Timeout: 15 * time.Second,
 	Transport: &http.Transport{
 		Proxy:               nil,
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     30 * time.Second,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, _, pool, err := wstest.TestCertificate()
+			if err != nil {
+				return nil, err
+			}
+			d := tls.Dialer{Config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+			return d.DialContext(ctx, network, addr)
+		},
 	},
 }
 

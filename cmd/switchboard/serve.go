@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,10 @@ type serveFlags struct {
 	drainSpread    time.Duration
 	logLevel       string
 	logFormat      string
+	// Transport: TLS and the instance's ceiling on queued bytes.
+	tlsCert        string
+	tlsKey         string
+	maxQueuedBytes sizeValue
 }
 
 func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
@@ -55,7 +60,7 @@ func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
 
 // parseServeFlagsTo is parseServeFlags with -h printing to help.
 func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlags, error) {
-	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20}
+	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20, maxQueuedBytes: 1 << 30}
 	fs := newFlagSet("serve", env)
 	fs.help = help
 	fs.StringVar(&f.listen, "listen", ":8080", "address for WebSocket, API, health and metrics")
@@ -85,6 +90,9 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.DurationVar(&f.drainSpread, "drain-spread", 2*time.Second, "window over which drained clients reconnect")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain: serve https:// and wss:// (with --tls-key; reloaded on SIGHUP)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.Var(&f.maxQueuedBytes, "max-queued-bytes", "ceiling on bytes queued for all sessions together, e.g. 1GiB; 0 for none (default 1GiB)")
 	if err := fs.parse(args); err != nil {
 		return nil, err
 	}
@@ -126,6 +134,12 @@ func (f *serveFlags) check() error {
 		return bad("jwt-secret", "must be at least 16 bytes long")
 	case !f.dev && f.jwtSecret == "" && f.jwtPublicKey == "":
 		return bad("jwt-secret", "set --jwt-secret or --jwt-public-key (or run with --dev)")
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		if f.tlsCert == "" {
+			return bad("tls-cert", "--tls-key needs --tls-cert")
+		}
+		return bad("tls-key", "--tls-cert needs --tls-key")
 	}
 	if err := f.checkRedis(); err != nil {
 		return err
@@ -194,6 +208,7 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		MaxFrameBytes: int64(f.maxFrame), MaxRooms: f.maxRooms, Rate: f.rate, Burst: f.burst,
 		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,
 		DrainTimeout: f.drainTimeout, DrainSpread: f.drainSpread, Logger: log,
+		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, MaxQueuedBytes: int64(f.maxQueuedBytes),
 	}
 	if f.jwtPublicKey != "" {
 		pem, err := os.ReadFile(f.jwtPublicKey)
@@ -201,6 +216,11 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 			return cfg, &flagError{flag: "jwt-public-key", err: err}
 		}
 		cfg.JWTPublicKeyPEM = pem
+	}
+	if f.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey); err != nil {
+			return cfg, &flagError{flag: "tls-cert", err: err}
+		}
 	}
 	cfg.Redis, cfg.RedisPrefix, cfg.RedisCluster, cfg.RedisSentinel = f.redis, f.redisPrefix, f.redisCluster, f.redisSentinel
 	return cfg, nil
@@ -255,6 +275,20 @@ func serve(args []string, env lookupEnv, stderr io.Writer) error {
 			os.Exit(1)
 		}
 	}()
+	if f.tlsCert != "" {
+		reloads := make(chan os.Signal, 1)
+		signal.Notify(reloads, syscall.SIGHUP)
+		defer signal.Stop(reloads)
+		go func() {
+			for range reloads {
+				if err := inst.ReloadTLS(); err != nil {
+					log.Error("TLS reload failed; the previous certificate stays in use", "err", err)
+					continue
+				}
+				log.Info("TLS certificate reloaded", "cert", f.tlsCert)
+			}
+		}()
+	}
 	if err := inst.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -12,32 +12,35 @@ import (
 type serveField func(*serveFlags) any
 
 var serveFields = map[string]serveField{
-	"listen":          func(f *serveFlags) any { return f.listen },
-	"redis":           func(f *serveFlags) any { return f.redis },
-	"redis-cluster":   func(f *serveFlags) any { return f.redisCluster },
-	"redis-sentinel":  func(f *serveFlags) any { return f.redisSentinel },
-	"redis-prefix":    func(f *serveFlags) any { return f.redisPrefix },
-	"instance-id":     func(f *serveFlags) any { return f.instanceID },
-	"jwt-secret":      func(f *serveFlags) any { return f.jwtSecret },
-	"jwt-public-key":  func(f *serveFlags) any { return f.jwtPublicKey },
-	"api-key":         func(f *serveFlags) any { return f.apiKey },
-	"dev":             func(f *serveFlags) any { return f.dev },
-	"allowed-origins": func(f *serveFlags) any { return []string(f.allowedOrigins) },
-	"no-direct":       func(f *serveFlags) any { return f.noDirect },
-	"history-size":    func(f *serveFlags) any { return f.historySize },
-	"history-ttl":     func(f *serveFlags) any { return f.historyTTL },
-	"idempotency-ttl": func(f *serveFlags) any { return f.idempotencyTTL },
-	"max-frame":       func(f *serveFlags) any { return int64(f.maxFrame) },
-	"max-rooms":       func(f *serveFlags) any { return f.maxRooms },
-	"rate":            func(f *serveFlags) any { return f.rate },
-	"burst":           func(f *serveFlags) any { return f.burst },
-	"send-queue":      func(f *serveFlags) any { return int64(f.sendQueue) },
-	"hello-timeout":   func(f *serveFlags) any { return f.helloTimeout },
-	"heartbeat":       func(f *serveFlags) any { return f.heartbeat },
-	"drain-timeout":   func(f *serveFlags) any { return f.drainTimeout },
-	"drain-spread":    func(f *serveFlags) any { return f.drainSpread },
-	"log-level":       func(f *serveFlags) any { return f.logLevel },
-	"log-format":      func(f *serveFlags) any { return f.logFormat },
+	"listen":           func(f *serveFlags) any { return f.listen },
+	"redis":            func(f *serveFlags) any { return f.redis },
+	"redis-cluster":    func(f *serveFlags) any { return f.redisCluster },
+	"redis-sentinel":   func(f *serveFlags) any { return f.redisSentinel },
+	"redis-prefix":     func(f *serveFlags) any { return f.redisPrefix },
+	"instance-id":      func(f *serveFlags) any { return f.instanceID },
+	"jwt-secret":       func(f *serveFlags) any { return f.jwtSecret },
+	"jwt-public-key":   func(f *serveFlags) any { return f.jwtPublicKey },
+	"api-key":          func(f *serveFlags) any { return f.apiKey },
+	"dev":              func(f *serveFlags) any { return f.dev },
+	"allowed-origins":  func(f *serveFlags) any { return []string(f.allowedOrigins) },
+	"no-direct":        func(f *serveFlags) any { return f.noDirect },
+	"history-size":     func(f *serveFlags) any { return f.historySize },
+	"history-ttl":      func(f *serveFlags) any { return f.historyTTL },
+	"idempotency-ttl":  func(f *serveFlags) any { return f.idempotencyTTL },
+	"max-frame":        func(f *serveFlags) any { return int64(f.maxFrame) },
+	"max-rooms":        func(f *serveFlags) any { return f.maxRooms },
+	"rate":             func(f *serveFlags) any { return f.rate },
+	"burst":            func(f *serveFlags) any { return f.burst },
+	"send-queue":       func(f *serveFlags) any { return int64(f.sendQueue) },
+	"hello-timeout":    func(f *serveFlags) any { return f.helloTimeout },
+	"heartbeat":        func(f *serveFlags) any { return f.heartbeat },
+	"drain-timeout":    func(f *serveFlags) any { return f.drainTimeout },
+	"drain-spread":     func(f *serveFlags) any { return f.drainSpread },
+	"log-level":        func(f *serveFlags) any { return f.logLevel },
+	"log-format":       func(f *serveFlags) any { return f.logFormat },
+	"tls-cert":         func(f *serveFlags) any { return f.tlsCert },
+	"tls-key":          func(f *serveFlags) any { return f.tlsKey },
+	"max-queued-bytes": func(f *serveFlags) any { return int64(f.maxQueuedBytes) },
 }
 
 func TestParseServeFlags_Defaults(t *testing.T) {
@@ -76,6 +79,9 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		{"drain-spread", 2 * time.Second},
 		{"log-level", "info"},
 		{"log-format", "text"},
+		{"tls-cert", ""},
+		{"tls-key", ""},
+		{"max-queued-bytes", int64(1 << 30)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
@@ -117,6 +123,7 @@ var serveEnvCases = []struct {
 	{"drain-spread", "500ms", 500 * time.Millisecond},
 	{"log-level", "debug", "debug"},
 	{"log-format", "json", "json"},
+	{"max-queued-bytes", "512MiB", int64(512 << 20)},
 }
 
 func TestParseServeFlags_Env(t *testing.T) {
@@ -181,6 +188,16 @@ func TestParseServeFlags_RedisLists(t *testing.T) {
 	}
 }
 
+// The TLS pair comes from the environment too.
+func TestParseServeFlags_EnvTLSIsRead(t *testing.T) {
+	t.Parallel()
+	env := fakeEnv{"SWITCHBOARD_TLS_CERT": "c.pem", "SWITCHBOARD_TLS_KEY": "k.pem"}
+	f, err := parseServeFlags([]string{"--dev"}, env.lookup)
+	if err != nil || f.tlsCert != "c.pem" || f.tlsKey != "k.pem" {
+		t.Fatalf("parseServeFlags = %+v, %v; want the TLS pair from the environment", f, err)
+	}
+}
+
 // Every flag the parser looks up in the environment has a case above.
 func TestParseServeFlags_EnvCoversEveryFlag(t *testing.T) {
 	t.Parallel()
@@ -195,7 +212,10 @@ func TestParseServeFlags_EnvCoversEveryFlag(t *testing.T) {
 	if _, err := parseServeFlags([]string{"--dev"}, env); err != nil {
 		t.Fatalf("parseServeFlags(--dev) = %v", err)
 	}
-	tested := map[string]bool{envName("redis-cluster"): true, envName("redis-sentinel"): true, "REDIS_URL": true}
+	// The TLS pair is read together; TestParseServeFlags_EnvTLSIsRead
+	// covers it, as TestParseServeFlags_EnvRedisModes covers the Redis
+	// modes.
+	tested := map[string]bool{envName("redis-cluster"): true, envName("redis-sentinel"): true, "REDIS_URL": true, envName("tls-cert"): true, envName("tls-key"): true}
 	for _, c := range serveEnvCases {
 		tested[envName(c.flag)] = true
 	}
@@ -346,6 +366,9 @@ func TestRun_ServeFlagErrors(t *testing.T) {
 		{"NegativeDrainSpread", []string{"--dev", "--drain-spread", "-1s"}, "drain-spread"},
 		{"UnknownLogLevel", []string{"--dev", "--log-level", "verbose"}, "log-level"},
 		{"UnknownLogFormat", []string{"--dev", "--log-format", "xml"}, "log-format"},
+		{"TLSCertWithoutKey", []string{"--dev", "--tls-cert", "cert.pem"}, "tls-key"},
+		{"TLSKeyWithoutCert", []string{"--dev", "--tls-key", "key.pem"}, "tls-cert"},
+		{"MaxQueuedBytesABC", []string{"--dev", "--max-queued-bytes", "lots"}, "max-queued-bytes"},
 		{"RedisWithoutScheme", []string{"--dev", "--redis", "localhost:6379"}, "redis"},
 		{"RedisIPWithoutScheme", []string{"--dev", "--redis", "127.0.0.1:6379"}, "redis"},
 		{"RedisHTTPScheme", []string{"--dev", "--redis", "http://localhost:6379"}, "redis"},

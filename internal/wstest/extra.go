@@ -16,12 +16,12 @@ import (
 )
 
 // TryDial is Dial for goroutines other than the test's: it returns an error
-// instead of failing the test. d may be nil for websocket.DefaultDialer. The
+// instead of failing the test. d may be nil for Dialer(). The
 // connection is closed when the test ends; the returned Conn's methods that
 // fail the test must still be called from the test's goroutine only.
 func TryDial(t testing.TB, d *websocket.Dialer, url string, hello Hello) (*Conn, error) {
 	if d == nil {
-		d = websocket.DefaultDialer
+		d = Dialer()
 	}
 	ws, _, err := d.Dial(url, nil)
 	if err != nil {
@@ -65,6 +65,7 @@ func SmallReceiveBuffer(n int) *websocket.Dialer {
 	return &websocket.Dialer{
 		HandshakeTimeout: Timeout,
 		ReadBufferSize:   1024,
+		TLSClientConfig:  clientTLSConfig(),
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, network, addr)
@@ -116,7 +117,7 @@ func (s *Server) Metric(t testing.TB, name string) float64 {
 
 // TryMetric is Metric returning its error.
 func (s *Server) TryMetric(name string) (float64, error) {
-	resp, err := http.Get(s.URL + "/metrics")
+	resp, err := HTTPClient().Get(s.URL + "/metrics")
 	if err != nil {
 		return 0, fmt.Errorf("get metrics: %w", err)
 	}

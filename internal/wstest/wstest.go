@@ -34,11 +34,22 @@ type Server struct {
 }
 
 // Start runs an instance with cfg on 127.0.0.1:0 until the test ends. An
-// empty cfg runs in dev mode.
+// empty cfg runs in dev mode. With SWITCHBOARD_TEST_TLS set (see TLSEnv)
+// it serves https:// and wss:// with a test certificate that this
+// package's clients trust.
 func Start(t testing.TB, cfg switchboard.Config) *Server {
 	t.Helper()
 	if cfg.JWTSecret == nil && cfg.JWTPublicKeyPEM == nil {
 		cfg.Dev = true
+	}
+	scheme := "http"
+	if UseTLS() && cfg.TLSCertFile == "" {
+		certFile, keyFile, pool := TLSFiles(t)
+		cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+		trustTestCertificate(pool)
+	}
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
 	}
 	inst, err := switchboard.New(cfg)
 	if err != nil {
@@ -49,7 +60,8 @@ func Start(t testing.TB, cfg switchboard.Config) *Server {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Instance: inst, URL: "http://" + ln.Addr().String(), WS: "ws://" + ln.Addr().String() + "/ws", cancel: cancel, done: make(chan error, 1)}
+	wsScheme := map[string]string{"http": "ws", "https": "wss"}[scheme]
+	s := &Server{Instance: inst, URL: scheme + "://" + ln.Addr().String(), WS: wsScheme + "://" + ln.Addr().String() + "/ws", cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- inst.Serve(ctx, ln) }()
 	t.Cleanup(func() { s.Stop(t) })
 	return s
@@ -108,7 +120,7 @@ func Dial(t testing.TB, url string, hello Hello) *Conn {
 // DialRaw connects to url without sending anything.
 func DialRaw(t testing.TB, url string, header http.Header) *Conn {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(url, header)
+	ws, _, err := Dialer().Dial(url, header)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}

@@ -1,19 +1,35 @@
-// The demo chat page in a real browser: two users chat in a room, a direct
-// message reaches every tab of its recipient, and a page survives a server
-// drain by reconnecting and resuming without losing a message.
+// The demo chat page in Debian's Chromium, driven by playwright-core, on a
+// deployment as an operator runs it: a redis-server, two `switchboard serve`
+// instances and nginx in front of them, started from deploy/nginx.conf with
+// only its upstream addresses and listen port rewritten.
+//
+// Page A and page B chat in a room and by direct message; then the instance
+// holding page A is drained (SIGTERM) while a backend publishes through the
+// HTTP API: page A shows the reconnect, lands on the other instance, and
+// shows every message exactly once. The same runs at desktop size and at
+// 390 × 844. Screenshots after the failover go to artifacts/ (failover-*.png),
+// and of every page of a failing case (failure-*.png).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
 
 const repo = resolve(import.meta.dirname, '../..');
+const artifacts = join(import.meta.dirname, 'artifacts');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
-let bin, browser;
-const servers = [];
+const nginxPath = process.env.NGINX || '/usr/sbin/nginx';
+const work = mkdtempSync(join(tmpdir(), 'sb-browser-'));
+const procs = new Set();
+let bin, browser, lb;
+const instances = [];
+
+process.on('exit', () => {
+  for (const p of procs) p.kill('SIGKILL');
+});
 
 function freePort() {
   return new Promise((res, rej) => {
@@ -23,38 +39,102 @@ function freePort() {
   });
 }
 
-async function startServer(port) {
-  port ??= await freePort();
-  const proc = spawn(bin, ['serve', '--dev', '--listen', `127.0.0.1:${port}`, '--drain-spread', '300ms', '--log-level', 'warn'],
-    { stdio: ['ignore', 'inherit', 'inherit'] });
-  servers.push(proc);
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(url + '/readyz')).ok) return { proc, url, port }; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 50));
+function run(cmd, args, name) {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  procs.add(proc);
+  let log = '';
+  proc.stderr.on('data', (d) => { log = (log + d).slice(-4000); });
+  proc.exited = new Promise((res) => proc.on('exit', (code, sig) => { procs.delete(proc); res(code ?? sig); }));
+  proc.log = () => `${name}: ${log}`;
+  return proc;
+}
+
+/** poll calls f until it returns a truthy value, failing after timeout ms. */
+async function poll(what, f, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error('server did not become ready');
 }
 
-function stopServer(proc) {
-  return new Promise((res) => { if (proc.exitCode !== null) return res(proc.exitCode); proc.once('exit', (code) => res(code)); proc.kill('SIGTERM'); });
+async function startInstance(inst) {
+  inst.proc = run(bin, ['serve', '--dev', '--listen', `127.0.0.1:${inst.port}`, '--instance-id', inst.id,
+    '--redis', `redis://127.0.0.1:${inst.redisPort}`, '--drain-spread', '300ms', '--log-level', 'warn'], inst.id);
+  await poll(`${inst.id} to be ready`, async () => {
+    if (inst.proc.exitCode !== null) throw new Error(inst.proc.log());
+    return (await fetch(`http://127.0.0.1:${inst.port}/readyz`)).ok;
+  });
 }
 
-async function openChat(url, user) {
-  const page = await browser.newPage();
-  await page.goto(url + '/');
-  await page.fill('#user', user);
-  await page.click('#connect');
-  await page.waitForSelector('#status.connected');
-  return page;
+/**
+ * nginxConfig returns deploy/nginx.conf with the test's upstream addresses
+ * and listen port, failing if the file no longer has the lines it rewrites,
+ * and the main configuration that includes it with every path in dir.
+ */
+function nginxConfig(dir, port, upstreams) {
+  const conf = readFileSync(join(repo, 'deploy/nginx.conf'), 'utf8');
+  const servers = [...conf.matchAll(/^(\s*server\s+)(\S+)(.*;)$/gm)];
+  assert.equal(servers.length, upstreams.length, 'deploy/nginx.conf lists one upstream server per test instance');
+  let i = 0;
+  let site = conf.replace(/^(\s*server\s+)(\S+)(.*;)$/gm, (_, head, _addr, tail) => `${head}${upstreams[i++]}${tail}`);
+  assert.match(site, /^\s*listen 80;$/m, 'deploy/nginx.conf listens on port 80');
+  site = site.replace(/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${port};`);
+  writeFileSync(join(dir, 'switchboard.conf'), site);
+  const main = `daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  include ${dir}/switchboard.conf;
 }
-
-const messageTexts = (page) => page.$$eval('#messages .msg div:last-child', (els) => els.map((e) => e.textContent));
+`;
+  writeFileSync(join(dir, 'nginx.conf'), main);
+  return join(dir, 'nginx.conf');
+}
 
 before(async () => {
-  assert.ok(existsSync(chromiumPath), `Chromium not found at ${chromiumPath}: apt-get install chromium`);
-  bin = join(mkdtempSync(join(tmpdir(), 'sb-browser-')), 'switchboard');
-  execFileSync('go', ['build', '-o', bin, './cmd/switchboard'], { cwd: repo, stdio: 'inherit' });
+  assert.ok(existsSync(chromiumPath), `Chromium not found at ${chromiumPath}: run scripts/install-test-deps.sh (apt-get install chromium)`);
+  assert.ok(existsSync(nginxPath), `nginx not found at ${nginxPath}: run scripts/install-test-deps.sh (apt-get install nginx)`);
+  mkdirSync(artifacts, { recursive: true });
+  bin = join(work, 'switchboard');
+  execFileSync(process.env.GO || 'go', ['build', '-o', bin, './cmd/switchboard'], { cwd: repo, stdio: 'inherit' });
+
+  const redisPort = await freePort();
+  const redis = run('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], 'redis');
+  await poll('redis-server', () => new Promise((res) => {
+    if (redis.exitCode !== null) throw new Error(redis.log());
+    const s = net.connect(redisPort, '127.0.0.1');
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => { res(String(d).startsWith('+PONG')); s.destroy(); });
+    s.on('error', () => res(false));
+  }));
+  for (const id of ['i_browser_a', 'i_browser_b']) instances.push({ id, port: await freePort(), redisPort });
+  await Promise.all(instances.map(startInstance));
+
+  const nginxDir = join(work, 'nginx');
+  mkdirSync(nginxDir);
+  const port = await freePort();
+  const conf = nginxConfig(nginxDir, port, instances.map((i) => `127.0.0.1:${i.port}`));
+  const nginx = run(nginxPath, ['-p', nginxDir, '-c', conf, '-e', join(nginxDir, 'error.log')], 'nginx');
+  lb = `http://127.0.0.1:${port}`;
+  await poll('nginx', async () => {
+    if (nginx.exitCode !== null) throw new Error(nginx.log() + readFileSync(join(nginxDir, 'error.log'), 'utf8'));
+    return (await fetch(lb + '/healthz')).ok;
+  });
+
+  // launch starts Chromium with a fresh temporary --user-data-dir of its own.
   browser = await chromium.launch({
     executablePath: chromiumPath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -64,58 +144,186 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await Promise.all(servers.map(stopServer));
+  await Promise.all([...procs].map((p) => { p.kill('SIGTERM'); return p.exited; }));
+  rmSync(work, { recursive: true, force: true });
 });
 
-test('two users chat in a room and direct messages reach every tab', async () => {
-  const { url } = await startServer();
-  const alice = await openChat(url, 'alice');
-  const alice2 = await openChat(url, 'alice');
-  const bob = await openChat(url, 'bob');
-  for (const p of [alice, alice2, bob]) await p.waitForSelector('#rooms li[data-room="general"]');
+// Page helpers. On a phone the rooms, people and connection details live in
+// a drawer behind the ☰ button.
 
-  await alice.fill('#text', 'hello from alice');
-  await alice.press('#text', 'Enter');
-  await bob.waitForFunction(() => [...document.querySelectorAll('#messages .msg')].some((m) => m.textContent.includes('hello from alice')));
-  await alice2.waitForFunction(() => [...document.querySelectorAll('#messages .msg')].some((m) => m.textContent.includes('hello from alice')));
-  // echo: the sender's own tab shows its message once.
-  await alice.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 1);
-  assert.deepEqual(await messageTexts(alice), ['hello from alice']);
+async function menu(page, open) {
+  if (!(await page.isVisible('#menu'))) return;
+  const isOpen = await page.evaluate(() => document.body.classList.contains('menu-open'));
+  if (isOpen !== open) await page.click('#menu');
+}
 
-  await bob.fill('#text', '/dm alice just for you');
-  await bob.press('#text', 'Enter');
-  for (const tab of [alice, alice2]) {
-    await tab.click('#rooms li[data-room="@alice"]');
-    await tab.waitForFunction(() => [...document.querySelectorAll('#messages .msg')].some((m) => m.textContent.includes('just for you')));
-    assert.deepEqual(await messageTexts(tab), ['just for you']);
+async function login(page, user, rooms) {
+  await page.fill('#user', user);
+  await page.fill('#initial-rooms', rooms);
+  await page.click('#connect');
+}
+
+async function openRoom(page, room) {
+  await menu(page, true);
+  await page.click(`#rooms li[data-room="${room}"]`);
+  await poll(`${room} to be open`, () => page.evaluate(() => !document.body.classList.contains('menu-open')));
+}
+
+async function say(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
+
+const texts = (page) => page.$$eval('#messages .msg .text', (els) => els.map((e) => e.textContent));
+
+/** shown waits until the open conversation shows want (and nothing else), in order. */
+async function shown(page, who, want) {
+  try {
+    await page.waitForFunction((n) => document.querySelectorAll('#messages .msg').length >= n, want.length);
+  } catch (err) {
+    throw new Error(`${who}: ${err.message}; shows ${JSON.stringify(await texts(page))}, want ${JSON.stringify(want)}`);
   }
-  await bob.click('#rooms li[data-room="general"]');
-  await bob.screenshot({ path: join(tmpdir(), 'switchboard-demo.png') });
-  for (const p of [alice, alice2, bob]) await p.close();
-});
+  assert.deepEqual(await texts(page), want, `${who} shows each message once, in order`);
+}
 
-test('a page reconnects after a drain and resumes without losing messages', async () => {
-  const first = await startServer();
-  const carol = await openChat(first.url, 'carol');
-  const dave = await openChat(first.url, 'dave');
-  await carol.waitForSelector('#rooms li[data-room="general"]');
-  await dave.waitForSelector('#rooms li[data-room="general"]');
-  await carol.fill('#text', 'before the deploy');
-  await carol.press('#text', 'Enter');
-  await dave.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 1);
+/** apiPublish publishes through nginx and the HTTP API, retrying with the same key what did not get an answer. */
+async function apiPublish(body, stats) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    try {
+      const res = await fetch(lb + '/api/publish', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      if (res.ok) return res.json();
+      if (res.status < 500) throw Object.assign(new Error(`API publish: ${res.status} ${await res.text()}`), { final: true });
+      stats.retried.push(String(res.status));
+    } catch (err) {
+      if (err.final) throw err;
+      stats.retried.push(err.cause?.code ?? err.message);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('API publish: no answer after 100 attempts');
+}
 
-  // The memory broker lives in the process: restart on the same port is a
-  // new epoch, so the page must say history was lost and go on working.
-  assert.equal(await stopServer(first.proc), 0, 'drain exits 0');
-  await dave.waitForSelector('#status.disconnected');
-  const second = await startServer(first.port);
-  await dave.waitForSelector('#status.connected', { timeout: 15000 });
-  await carol.waitForSelector('#status.connected', { timeout: 15000 });
-  await carol.fill('#text', 'after the deploy');
-  await carol.press('#text', 'Enter');
-  await dave.waitForFunction(() => [...document.querySelectorAll('#messages .msg')].some((m) => m.textContent.includes('after the deploy')));
-  assert.deepEqual(await messageTexts(dave), ['before the deploy', 'after the deploy']);
-  await carol.close();
-  await dave.close();
-  assert.equal(await stopServer(second.proc), 0);
-});
+async function scenario(t, tag, viewport) {
+  const contexts = await Promise.all([browser.newContext({ viewport }), browser.newContext({ viewport })]);
+  const [pageA, pageB] = await Promise.all(contexts.map((c) => c.newPage()));
+  const errors = [];
+  for (const [name, page] of [['A', pageA], ['B', pageB]]) {
+    page.setDefaultTimeout(15000);
+    page.on('pageerror', (err) => errors.push(`page ${name}: ${err.message}`));
+    // Every status the page shows, however briefly.
+    await page.addInitScript(() => {
+      window.statusLog = [];
+      addEventListener('DOMContentLoaded', () => {
+        const el = document.getElementById('status');
+        new MutationObserver(() => window.statusLog.push(el.className)).observe(el, { attributes: true, childList: true });
+      });
+    });
+  }
+  const alice = `alice-${tag}`;
+  const bob = `bob-${tag}`;
+  const room = `lobby-${tag}`;
+  try {
+    await Promise.all([pageA.goto(lb + '/'), pageB.goto(lb + '/')]);
+    const icon = await pageA.evaluate(async () => { const r = await fetch('/favicon.ico'); return [r.status, r.headers.get('content-type')]; });
+    assert.deepEqual(icon, [200, 'image/x-icon'], '/favicon.ico');
+
+    // A name the server would refuse: the page says why and tries nothing.
+    await login(pageA, 'not a name', room);
+    await pageA.waitForSelector('#login-error');
+    assert.match(await pageA.textContent('#login-error'), /not a valid user id/);
+    assert.equal(await pageA.getAttribute('#status', 'class'), 'disconnected');
+    assert.ok(await pageA.isVisible('#login'), 'still on the login form');
+
+    await login(pageA, alice, room);
+    await pageA.waitForSelector('#status.connected');
+    await login(pageB, bob, room);
+    await pageB.waitForSelector('#status.connected');
+    await Promise.all([pageA, pageB].map((p) => p.waitForSelector(`#rooms li[data-room="${room}"]`, { state: 'attached' })));
+
+    // Presence follows a join at once (the page's join announcement), not
+    // after the 15 s refresh.
+    await pageA.waitForSelector(`#presence li[data-user="${bob}"]`, { state: 'attached', timeout: 5000 });
+    await pageB.waitForSelector(`#presence li[data-user="${alice}"]`, { state: 'attached', timeout: 5000 });
+
+    // A join the server refuses (another user's inbox) is not listed.
+    await menu(pageA, true);
+    await pageA.fill('#newroom', '@' + bob);
+    await pageA.press('#newroom', 'Enter');
+    await pageA.waitForSelector('#join-error');
+    assert.match(await pageA.textContent('#join-error'), /forbidden/);
+    assert.equal(await pageA.$$eval('#rooms li', (els) => els.length), 1, 'the refused room is not in the list');
+    await menu(pageA, false);
+
+    const chat = ['hello from alice', 'hello from bob'];
+    await say(pageA, chat[0]);
+    await shown(pageB, 'page B', chat.slice(0, 1));
+    await say(pageB, chat[1]);
+    await shown(pageA, 'page A', chat);
+    await shown(pageB, 'page B', chat);
+
+    // A direct message: the recipient sees it under its sender, the sender
+    // in its own conversation with the recipient.
+    await menu(pageB, true);
+    await pageB.fill('#dm-to', alice);
+    await pageB.press('#dm-to', 'Enter');
+    await say(pageB, 'psst, alice');
+    await shown(pageB, 'page B (its DM)', ['psst, alice']);
+    await pageA.waitForSelector(`#dms li[data-peer="${bob}"] .badge`, { state: 'attached' });
+    await menu(pageA, true);
+    await pageA.click(`#dms li[data-peer="${bob}"]`);
+    await shown(pageA, 'page A (the DM)', ['psst, alice']);
+    await openRoom(pageA, room);
+    await openRoom(pageB, room);
+    await shown(pageA, 'page A', chat);
+
+    // Failover: drain the instance of page A while a backend publishes.
+    const before = await pageA.textContent('#instance');
+    const victim = instances.find((i) => i.id === before);
+    assert.ok(victim, `page A shows instance ${before}, which is neither of ${instances.map((i) => i.id)}`);
+    await pageA.evaluate(() => { window.statusLog.length = 0; });
+    victim.proc.kill('SIGTERM');
+    const stats = { retried: [] };
+    const api = [];
+    for (let i = 0; i < 20; i++) {
+      const text = `from the backend #${i}`;
+      await apiPublish({ room, data: { text }, key: `${tag}-${i}` }, stats);
+      api.push(text);
+      await new Promise((r) => setTimeout(r, 40)); // spread over the drain and the reconnect
+    }
+    assert.equal(await victim.proc.exited, 0, 'the drained instance exits 0');
+    await pageA.waitForFunction((old) => {
+      const inst = document.getElementById('instance').textContent;
+      return inst !== '' && inst !== old && document.getElementById('status').className === 'connected';
+    }, before);
+    const after = await pageA.textContent('#instance');
+    assert.ok(instances.some((i) => i.id === after && i !== victim), `page A moved to the other instance (${after})`);
+    const log = await pageA.evaluate(() => window.statusLog);
+    assert.ok(log.includes('disconnected') || log.includes('connecting'), `page A showed the reconnect: ${log}`);
+    assert.match(await pageA.textContent('#banner'), new RegExp(`Reconnected to instance ${after} \\(was ${before}\\)`));
+
+    // One more message from page B marks the end: per room, nothing can
+    // arrive after it that was published before it.
+    await say(pageB, 'and we are back');
+    const want = [...chat, ...api, 'and we are back'];
+    await shown(pageA, 'page A after the failover', want);
+    await shown(pageB, 'page B after the failover', want);
+    await say(pageA, 'alice is back');
+    await shown(pageB, 'page B', [...want, 'alice is back']);
+    await pageA.screenshot({ path: join(artifacts, `failover-${tag}.png`) });
+    t.diagnostic(`${tag}: page A moved from ${before} to ${after}; ${api.length} API publishes through nginx, ${stats.retried.length} attempts retried with their key (${stats.retried.join(' ') || 'none'})`);
+
+    await startInstance(victim);
+  } catch (err) {
+    for (const [name, page] of [['A', pageA], ['B', pageB]]) {
+      await page.screenshot({ path: join(artifacts, `failure-${tag}-${name}.png`) }).catch(() => undefined);
+    }
+    throw err;
+  } finally {
+    await Promise.all(contexts.map((c) => c.close()));
+  }
+  assert.deepEqual(errors, [], 'no errors in the pages');
+}
+
+test('desktop: chat, direct messages, presence, and a drain with zero loss', (t) => scenario(t, 'desktop', { width: 1280, height: 800 }));
+
+test('phone (390 × 844): the same', (t) => scenario(t, 'phone', { width: 390, height: 844 }));

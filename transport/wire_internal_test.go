@@ -1,4 +1,4 @@
-package hub
+package transport
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 // section 5.2, at their boundaries.
 func TestAppendHeader(t *testing.T) {
 	tests := []struct {
-		op   int
+		op   byte
 		n    int
 		want []byte
 	}{
@@ -33,9 +33,9 @@ func TestAppendHeader(t *testing.T) {
 // skipped, and a new WebSocket frame before maxBatchBytes is passed.
 func TestAppendData(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), maxBatchBytes-2)
-	frames := []outFrame{{data: []byte("a")}, {}, {data: []byte("bc")}, {data: big}, {}, {data: []byte("d")}}
+	frames := []Frame{{Data: []byte("a")}, {}, {Data: []byte("bc")}, {Data: big}, {}, {Data: []byte("d")}}
 
-	var w wireBatch
+	var w wire
 	w.appendData(frames, true)
 	want := appendFrame(nil, opText, []byte("a\nbc"))
 	want = appendFrame(want, opText, append(append([]byte(nil), big...), "\nd"...))
@@ -57,20 +57,20 @@ func TestAppendData(t *testing.T) {
 	}
 
 	w.reset()
-	w.appendData([]outFrame{{}, {}}, true)
+	w.appendData([]Frame{{}, {}}, true)
 	if len(w.buf) != 0 || w.frames != 0 {
 		t.Errorf("markers only: wrote %d bytes", len(w.buf))
 	}
 }
 
-// TestFlusherQueueCompacts: sessions taken from the front of the ready
+// TestFlusherQueueCompacts: connections taken from the front of the ready
 // queue are dropped when more are queued, so that a queue that never runs
 // empty does not grow for ever, and the order is kept.
 func TestFlusherQueueCompacts(t *testing.T) {
 	f := &flusher{} // max 0: no worker starts, the test takes by hand
-	ss := make([]*Session, 5)
+	ss := make([]*Conn, 5)
 	for i := range ss {
-		ss[i] = &Session{id: string(rune('a' + i))}
+		ss[i] = &Conn{}
 	}
 	f.schedule(ss[:4]...)
 	clear(f.ready[:2]) // what a worker does when it takes two
@@ -81,7 +81,7 @@ func TestFlusherQueueCompacts(t *testing.T) {
 	}
 	for i, s := range f.ready {
 		if s != ss[i+2] {
-			t.Fatalf("queue[%d] = %s, want %s", i, s.id, ss[i+2].id)
+			t.Fatalf("queue[%d] is not the connection queued %d-th", i, i+2)
 		}
 	}
 }

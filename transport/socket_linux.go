@@ -1,6 +1,6 @@
 //go:build linux
 
-package hub
+package transport
 
 import (
 	"syscall"
@@ -8,7 +8,7 @@ import (
 )
 
 // shallowWait says that waitReadable really waits, so an idle session can
-// park on a goroutine of its own (see Hub.awaitFrames).
+// park on a goroutine of its own (see Conn.park).
 const shallowWait = true
 
 // waitReadable parks the calling goroutine until the socket has data, or an

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package hub
+package transport
 
 import "syscall"
 

@@ -1,0 +1,84 @@
+# Shared by scripts/bench-suite.sh and scripts/bench-w2api.sh (sourced, not
+# run): build the binary, start throwaway redis-server and server processes
+# on free loopback ports, and stop them again. Expects ROOT and OUT.
+
+SECRET=switchboard-bench-secret-0123456789
+APIKEY=switchboard-bench-api-key
+CF_CONFIG=$ROOT/bench/peers/centrifugo.json
+CF_SECRET=$(sed -n 's/.*"hmac_secret_key": *"\([^"]*\)".*/\1/p' "$CF_CONFIG")
+CF_APIKEY=$(sed -n 's/.*"http_api": *{"key": *"\([^"]*\)".*/\1/p' "$CF_CONFIG")
+
+command -v redis-server >/dev/null || { echo "bench: redis-server is required (make deps)" >&2; exit 1; }
+mkdir -p "$OUT"
+BIN=$OUT/switchboard
+go build -o "$BIN" ./cmd/switchboard
+
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	PIDS=()
+}
+trap cleanup EXIT
+
+# freeport prints a loopback TCP port nobody listens on, below the ephemeral
+# range: the benchmark's own client sockets take ports from that range.
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+freeport() {
+	local p
+	while :; do
+		p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+}
+
+# waitport waits until something listens on port $1.
+waitport() {
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "bench: nothing listens on port $1" >&2
+	return 1
+}
+
+start_redis() {
+	REDIS_PORT=$(freeport)
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+	REDIS_PID=$!
+	PIDS+=("$REDIS_PID")
+	waitport "$REDIS_PORT"
+}
+
+# start_servers TARGET starts two instances of TARGET on one new Redis and
+# sets URLS, AUTH (the bench flags that authenticate), S1, S2 (the server
+# pids) and REDIS_PID. SERVE_ENV (an array of NAME=value) is added to the
+# environment of Switchboard instances, e.g. GODEBUG=gctrace=1.
+start_servers() {
+	start_redis
+	P1=$(freeport)
+	P2=$(freeport)
+	while [ "$P2" = "$P1" ]; do P2=$(freeport); done
+	if [ "$1" = switchboard ]; then
+		for p in "$P1" "$P2"; do
+			env "${SERVE_ENV[@]}" "$BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
+				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error >>"$OUT/servers.log" 2>&1 &
+			PIDS+=($!)
+		done
+		URLS="ws://127.0.0.1:$P1/ws,ws://127.0.0.1:$P2/ws"
+		AUTH=(--jwt-secret "$SECRET" --api-key "$APIKEY")
+	else
+		for p in "$P1" "$P2"; do
+			CENTRIFUGO_ENGINE_REDIS_ADDRESS="redis://127.0.0.1:$REDIS_PORT" \
+				"$CENTRIFUGO" -c "$CF_CONFIG" --http_server.port "$p" >>"$OUT/servers.log" 2>&1 &
+			PIDS+=($!)
+		done
+		URLS="ws://127.0.0.1:$P1/connection/websocket,ws://127.0.0.1:$P2/connection/websocket"
+		AUTH=(--jwt-secret "$CF_SECRET" --api-key "$CF_APIKEY")
+	fi
+	S1=${PIDS[-2]}
+	S2=${PIDS[-1]}
+	waitport "$P1"
+	waitport "$P2"
+	sleep 1
+}

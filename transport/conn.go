@@ -1,0 +1,568 @@
+package transport
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Close codes of this server's protocol that the transport sends itself.
+const (
+	// CloseSlowConsumer: the send queue overflowed (PROTOCOL.md).
+	CloseSlowConsumer = protocol.CloseSlowConsumer
+	// CloseRateLimited: over the frame rate for too long (PROTOCOL.md).
+	CloseRateLimited = protocol.CloseRateLimited
+)
+
+// Handler receives what a Conn reads and hears what it wrote. A Conn calls
+// its Handler from its reading goroutine (Message, Closed) and from its
+// writers (Written), and Closing from whichever goroutine closes it.
+type Handler interface {
+	// Message handles one complete data message: text (valid UTF-8) or
+	// binary. data is valid only until Message returns. limited is set
+	// when a frame of the message was over the rate limit. Messages are
+	// handled one at a time, in the order they arrived; the connection
+	// reads nothing more until Message returns, so it may block (a broker
+	// call, SendWait). Message is not called once the connection stopped
+	// being open.
+	Message(data []byte, text, limited bool)
+	// Written reports frames once they were written to the socket, in the
+	// order they were sent. It must not block; frames is reused after it
+	// returns.
+	Written(frames []Frame)
+	// Closing is called once, when the connection stops being open: closed
+	// by either side, failed, or dropped. It must not block.
+	Closing()
+	// Closed is called once, last, on the reading goroutine, after the
+	// socket was closed.
+	Closed()
+}
+
+// Frame is one encoded server message queued for a connection.
+type Frame struct {
+	// Data is the message's bytes, written as one text frame (or joined
+	// with others in batch mode). A Frame without Data writes nothing: it
+	// is a marker that comes back through Handler.Written in its place in
+	// the order.
+	Data []byte
+	// Ref is handed back to Handler.Written with the frame.
+	Ref any
+}
+
+// markerBytes is what a marker counts against the send queue, so that
+// markers cannot pile up without bound either.
+const markerBytes = 32
+
+func (f *Frame) size() int {
+	if len(f.Data) == 0 {
+		return markerBytes
+	}
+	return len(f.Data)
+}
+
+// state is a connection's life: open, then closing (a close was decided:
+// nothing more is queued or handled, the close frame is on its way), then
+// closed (the socket is closed).
+type state uint8
+
+const (
+	stateOpen state = iota
+	stateClosing
+	stateClosed
+)
+
+// Conn is one server-side WebSocket connection, the only owner of its
+// socket: every byte written (messages, pongs, pings, close frames) goes
+// through it, bounded by one send queue, and it alone reads. It is safe
+// for concurrent use.
+type Conn struct {
+	srv *Server
+	nc  net.Conn
+	// raw is the socket for non-blocking reads and writes; nil when the
+	// connection is not plain TCP (TLS) or the platform has none.
+	raw     syscall.RawConn
+	h       Handler
+	limiter *rate.Limiter
+	// lastSeen is when bytes last arrived (Unix nanoseconds).
+	lastSeen atomic.Int64
+	// started is when an unfinished frame or message began, or 0.
+	started atomic.Int64
+	// early holds bytes the client sent right after its handshake.
+	early []byte
+	// fd is the socket's descriptor for the poller, or -1. registered is
+	// set once the poller knows the connection (the reading side's);
+	// parked is set while it waits there for input.
+	fd         int
+	registered bool
+	parked     atomic.Bool
+
+	mu      sync.Mutex
+	state   state
+	batch   bool
+	writing bool // a writer owns the socket's write side
+	pingDue bool
+	pongDue bool
+	pong    []byte
+	queue   []Frame
+	spare   []Frame
+	queued  int
+	// space, when not nil, is closed when the queue is taken or dropped:
+	// SendWait waits on it.
+	space chan struct{}
+	// The close: its code and reason, whether the peer's close frame
+	// arrived, whether ours was written, and what to write just before it.
+	closeCode    int
+	closeReason  string
+	closeLast    func() []byte
+	peerClosed   bool
+	closeWritten bool
+	grace        *time.Timer
+
+	r reader
+}
+
+// Start begins reading. Call it once, after the Conn's owner is ready for
+// Handler calls.
+func (c *Conn) Start() {
+	c.srv.conns.Add(1)
+	go c.readLoop()
+}
+
+// SetBatch sets whether queued messages are joined, separated by
+// newlines, into frames of up to 64 KiB (PROTOCOL.md "batch").
+func (c *Conn) SetBatch(batch bool) {
+	c.mu.Lock()
+	c.batch = batch
+	c.mu.Unlock()
+}
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LastSeen returns when bytes last arrived from the peer.
+func (c *Conn) LastSeen() time.Time { return time.Unix(0, c.lastSeen.Load()) }
+
+// Unfinished returns when the frame or message the peer is sending began,
+// or the zero time when none is unfinished: a peer that never finishes
+// one can be closed by its age.
+func (c *Conn) Unfinished() time.Time {
+	if ns := c.started.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+func (c *Conn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+// open reports whether the connection is open.
+func (c *Conn) open() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateOpen
+}
+
+// Send queues f without waiting. It returns false when f was not queued:
+// the connection is not open, or f would overflow the send queue (or the
+// instance's ceiling), in which case the connection is closed with 4008.
+func (c *Conn) Send(f Frame) bool {
+	ok, kick := c.enqueue(f)
+	if kick {
+		c.kick()
+	}
+	return ok
+}
+
+// enqueue queues f and reports whether it did and whether the caller must
+// start a writer.
+func (c *Conn) enqueue(f Frame) (ok, kick bool) {
+	size := f.size()
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false, false
+	}
+	if c.queued+size > c.srv.cfg.SendQueueBytes || c.srv.overCeiling(c.queued, size) {
+		instance := c.queued+size <= c.srv.cfg.SendQueueBytes
+		c.closeLocked(CloseSlowConsumer, "slow consumer", false, nil)
+		c.mu.Unlock()
+		c.srv.metrics.overflow(instance)
+		c.closed(CloseSlowConsumer)
+		return false, false
+	}
+	c.pushLocked(f, size)
+	kick = c.claimLocked()
+	c.mu.Unlock()
+	return true, kick
+}
+
+// SendWait queues f, waiting while the send queue has no room for it; a
+// frame larger than the whole queue waits until the queue is empty. It is
+// for answers a client asked for (replays, history): a client that reads
+// is never closed for asking. A queue that makes no room for
+// Config.WriteTimeout closes the connection with 4008. It returns false
+// when f was not queued because the connection is not open or was closed.
+func (c *Conn) SendWait(f Frame) bool {
+	if _, ok := c.wait(f.size(), &f); !ok {
+		return false
+	}
+	return true
+}
+
+// WaitRoom waits, as SendWait does, until the send queue has room for n
+// bytes (or is empty), and returns how many bytes it has room for then:
+// a reader of a long answer (a replay read page by page) sizes its next
+// page by it, so that the page in memory and the queue together stay
+// within the queue's bound. ok is false when the connection is not open.
+func (c *Conn) WaitRoom(n int) (free int, ok bool) {
+	return c.wait(n, nil)
+}
+
+// wait waits for room for size bytes, then queues f if it is not nil, and
+// returns the room left.
+func (c *Conn) wait(size int, f *Frame) (free int, ok bool) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	budget := c.srv.cfg.SendQueueBytes
+	for {
+		c.mu.Lock()
+		if c.state != stateOpen {
+			c.mu.Unlock()
+			return 0, false
+		}
+		if c.queued == 0 || c.queued+size <= budget {
+			kick := false
+			if f != nil {
+				c.pushLocked(*f, size)
+				kick = c.claimLocked()
+			}
+			free = max(0, budget-c.queued)
+			c.mu.Unlock()
+			if kick {
+				c.kick()
+			}
+			return free, true
+		}
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
+		space := c.space
+		c.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(c.srv.cfg.WriteTimeout)
+		}
+		select {
+		case <-space:
+		case <-timer.C:
+			c.mu.Lock()
+			wasOpen := c.closeLocked(CloseSlowConsumer, "slow consumer", false, nil)
+			c.mu.Unlock()
+			if wasOpen {
+				c.srv.metrics.overflow(false)
+				c.closed(CloseSlowConsumer)
+			}
+			return 0, false
+		}
+	}
+}
+
+// Free returns how many bytes the send queue has room for now.
+func (c *Conn) Free() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(0, c.srv.cfg.SendQueueBytes-c.queued)
+}
+
+// pushLocked appends f to the queue. c.mu must be held.
+func (c *Conn) pushLocked(f Frame, size int) {
+	if c.queued == 0 {
+		c.srv.queuedConns.Add(1)
+	}
+	c.queue = append(c.queue, f)
+	c.queued += size
+	c.srv.queued.Add(int64(size))
+}
+
+// claimLocked takes the write side for a new writer if nobody has it, and
+// reports whether the caller must start one (kick). c.mu must be held.
+func (c *Conn) claimLocked() bool {
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// kick starts a writer for a connection whose write side the caller
+// claimed: a flusher worker for direct writes, the connection's own
+// goroutine otherwise.
+func (c *Conn) kick() {
+	if c.raw != nil {
+		c.srv.flusher.schedule(c)
+	} else {
+		go c.writeLoop(nil)
+	}
+}
+
+// Ping queues a WebSocket ping (the heartbeat). A ping still unwritten
+// counts once.
+func (c *Conn) Ping() {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	kick := c.claimLocked()
+	c.mu.Unlock()
+	if kick {
+		c.kick()
+	}
+}
+
+// queuePong answers a ping with its payload. Only the latest unanswered
+// ping is answered (RFC 6455, section 5.5.3).
+func (c *Conn) queuePong(p []byte) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.pong = append(c.pong[:0], p...)
+	c.pongDue = true
+	kick := c.claimLocked()
+	c.mu.Unlock()
+	if kick {
+		c.kick()
+	}
+}
+
+// Close closes the connection with code and reason after the frames
+// already queued; nothing queued later is sent. The client's close frame
+// is awaited for Config.CloseGrace, then the socket is closed. Only the
+// first close of a connection counts.
+func (c *Conn) Close(code int, reason string) { c.close(code, reason, true, nil) }
+
+// CloseNow closes the connection with code and reason, dropping what is
+// queued.
+func (c *Conn) CloseNow(code int, reason string) { c.close(code, reason, false, nil) }
+
+// CloseAfter is Close, and calls last on the writer once the queue is
+// written, right before the close frame: the text frame it returns (if
+// any) is the last one sent. last may block briefly.
+func (c *Conn) CloseAfter(code int, reason string, last func() []byte) {
+	c.close(code, reason, true, last)
+}
+
+func (c *Conn) close(code int, reason string, flush bool, last func() []byte) {
+	c.mu.Lock()
+	wasOpen := c.closeLocked(code, reason, flush, last)
+	c.mu.Unlock()
+	if wasOpen {
+		c.closed(code)
+	}
+}
+
+// Abort closes the socket at once, without a close frame.
+func (c *Conn) Abort() { c.closeNet() }
+
+// closeLocked moves an open connection to closing and makes sure a writer
+// will send the close frame; it reports whether the connection was open.
+// The caller must call c.closed(code) after unlocking when it was. c.mu
+// must be held.
+func (c *Conn) closeLocked(code int, reason string, flush bool, last func() []byte) bool {
+	if c.state != stateOpen {
+		return false
+	}
+	c.state = stateClosing
+	c.closeCode, c.closeReason, c.closeLast = code, reason, last
+	if !flush {
+		c.dropQueueLocked()
+	}
+	if c.claimLocked() {
+		// Closing may wait: it is never a flusher worker's job.
+		go c.writeLoop(nil)
+	}
+	return true
+}
+
+// closed counts a close the server decided and tells the handler.
+func (c *Conn) closed(code int) {
+	c.srv.metrics.closed(code)
+	c.h.Closing()
+}
+
+// fail closes the connection after a protocol error of the peer: what is
+// queued is dropped and the rest of its input discarded.
+func (c *Conn) fail(code int, reason string) {
+	c.r.broken = true
+	c.close(code, reason, false, nil)
+}
+
+// peerClose handles the peer's close frame: it answers the peer's close
+// (an open connection echoes its code), or ends the close handshake the
+// server started.
+func (c *Conn) peerClose(code int) {
+	c.mu.Lock()
+	c.peerClosed = true
+	if c.closeWritten {
+		c.mu.Unlock()
+		c.closeNet() // the answer to ours: the server closes TCP first
+		return
+	}
+	wasOpen := c.state == stateOpen
+	if wasOpen {
+		c.state = stateClosing
+		c.closeCode, c.closeReason = code, ""
+	}
+	// The peer is leaving: what is queued would not be read.
+	c.dropQueueLocked()
+	c.closeLast = nil
+	if c.claimLocked() {
+		go c.writeLoop(nil)
+	}
+	c.mu.Unlock()
+	if wasOpen {
+		c.h.Closing()
+	}
+}
+
+// closeNet closes the socket, once. A connection still open counts as
+// closed without a close frame (the peer vanished, a write failed).
+func (c *Conn) closeNet() {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	wasOpen := c.state == stateOpen
+	c.state = stateClosed
+	c.dropQueueLocked()
+	if c.grace != nil {
+		c.grace.Stop()
+		c.grace = nil
+	}
+	c.mu.Unlock()
+	_ = c.nc.Close()
+	if c.parked.CompareAndSwap(true, false) {
+		// A closed socket leaves the epoll set without an event: read it
+		// here, so that the reader sees the end.
+		go c.readLoop()
+	}
+	if wasOpen {
+		c.h.Closing()
+	}
+}
+
+// dropQueueLocked empties the queue and wakes SendWait. c.mu must be held.
+func (c *Conn) dropQueueLocked() {
+	clear(c.queue)
+	c.queue = c.queue[:0]
+	c.releaseQueuedLocked()
+	c.pingDue, c.pongDue = false, false
+}
+
+// releaseQueuedLocked takes the queued bytes off the instance's count and
+// wakes SendWait. c.mu must be held.
+func (c *Conn) releaseQueuedLocked() {
+	if c.queued > 0 {
+		c.srv.queued.Add(-int64(c.queued))
+		c.srv.queuedConns.Add(-1)
+		c.queued = 0
+	}
+	if c.space != nil {
+		close(c.space)
+		c.space = nil
+	}
+}
+
+// readLoop reads and handles frames. With direct I/O it reads only what
+// the socket has, then hands the connection to a fresh park goroutine and
+// returns; otherwise it blocks in its reads until the connection ends.
+func (c *Conn) readLoop() {
+	if c.early != nil {
+		early := c.early
+		c.early = nil
+		c.touch()
+		c.feed(early)
+	}
+	rb := readBuffers.Get().(*readBuffer)
+	buf := rb.buf
+	for {
+		var n int
+		var err error
+		if c.parks() {
+			n, err = tryRead(c.raw, rb.call, buf)
+		} else {
+			n, err = c.nc.Read(buf)
+		}
+		if n > 0 {
+			c.touch()
+			c.feed(buf[:n])
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, errWouldBlock):
+			readBuffers.Put(rb)
+			c.idle()
+			return
+		default:
+			readBuffers.Put(rb)
+			c.end()
+			return
+		}
+	}
+}
+
+// parks reports whether the connection waits for input on a parked
+// goroutine rather than in a blocking read.
+func (c *Conn) parks() bool { return shallowWait && c.raw != nil }
+
+// idle waits for the socket's next input without a goroutine: the shared
+// epoll poller starts a reader when input comes. Without the poller a
+// goroutine parks instead.
+func (c *Conn) idle() {
+	p := sharedPoller()
+	if p == nil || c.fd < 0 {
+		go c.park()
+		return
+	}
+	if err := p.arm(c); err != nil && c.parked.CompareAndSwap(true, false) {
+		// The socket was closed under us (or epoll refused it): the
+		// reader finds out and ends the connection.
+		go c.readLoop()
+	}
+}
+
+// park waits until the socket has input, then reads it on a fresh
+// goroutine. Its call chain is short, so the goroutine parked here keeps
+// the minimal stack: that stack is all an idle connection holds. (A reader
+// parked in its read would keep the stack handling frames grew it to.)
+func (c *Conn) park() {
+	waitReadable(c.raw)
+	go c.readLoop()
+}
+
+// end finishes a connection whose input ended.
+func (c *Conn) end() {
+	c.closeNet()
+	if p := sharedPoller(); p != nil {
+		p.remove(c)
+	}
+	c.r.releaseBuffers()
+	c.h.Closed()
+	c.srv.conns.Add(-1)
+}
+
+// errWouldBlock is tryRead's answer when the socket has nothing to read.
+var errWouldBlock = errors.New("transport: would block")

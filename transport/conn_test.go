@@ -1,0 +1,345 @@
+package transport
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestConn_NothingAfterClose: once the server closed a connection (as the
+// hub does for an API disconnect, 4004), Send refuses and not one more
+// frame reaches the socket, though the client keeps the connection open
+// and sends messages.
+func TestConn_NothingAfterClose(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{})
+		c := ts.dial(t, "noecho")
+		c.rec.c.Send(Frame{Data: []byte("before")})
+		c.rec.c.Close(4004, "disconnected")
+		for i := range 10 {
+			if c.rec.c.Send(Frame{Data: []byte(fmt.Sprint("after ", i))}) {
+				t.Fatal("Send queued a frame after Close")
+			}
+			c.send(rawFrame(finText, []byte("from client"), false))
+		}
+		c.expect(opText, "before")
+		f, err := c.next()
+		if err != nil || f.op != opClose || f.String() != `close 4004 "disconnected"` {
+			t.Fatalf("got %v (%v), want close 4004", f, err)
+		}
+		c.send(closeFrame(4004, ""))
+		c.expectEOF()
+		c.rec.mu.Lock()
+		defer c.rec.mu.Unlock()
+		if len(c.rec.messages) != 0 || c.rec.closing != 1 {
+			t.Errorf("after Close the handler got %d messages and %d Closing calls, want 0 and 1", len(c.rec.messages), c.rec.closing)
+		}
+	})
+}
+
+// TestConn_DirectWritesResumeAfterABlockingOne: a client that stops reading
+// makes a write block (the connection's own writer finishes it with a
+// deadline); once it reads again, and long after that deadline passed,
+// writes take the direct path again.
+func TestConn_DirectWritesResumeAfterABlockingOne(t *testing.T) {
+	const writeTimeout = time.Second
+	ts := startServer(t, false, Config{WriteTimeout: writeTimeout, SendQueueBytes: 16 << 20})
+	c := ts.dial(t, "noecho")
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(64 << 10) // small, but not so small that loopback TCP crawls
+	}
+	direct := func() float64 { return testutil.ToFloat64(ts.metrics.writes.WithLabelValues(pathDirect)) }
+	blocking := func() float64 { return testutil.ToFloat64(ts.metrics.writes.WithLabelValues(pathBlocking)) }
+
+	big := strings.Repeat("b", 64<<10)
+	for range 20 { // more than the socket buffers take
+		c.rec.c.Send(Frame{Data: []byte(big)})
+	}
+	deadline := time.Now().Add(testTimeout)
+	for blocking() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no write blocked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 20 {
+		c.expect(opText, big)
+	}
+	// Wait past the blocking write's deadline: a deadline left set would
+	// now refuse every direct write.
+	time.Sleep(writeTimeout + 200*time.Millisecond)
+	before := direct()
+	for i := range 5 {
+		c.rec.c.Send(Frame{Data: []byte(fmt.Sprint("small ", i))})
+		c.expect(opText, fmt.Sprint("small ", i))
+	}
+	// The counter moves right after write(2) returns, which may be after
+	// the client read the bytes.
+	deadline = time.Now().Add(testTimeout)
+	for direct()-before < 5 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := direct() - before; got != 5 {
+		t.Errorf("%v direct writes after the blocking one, want 5 (blocking writes: %v)", got, blocking())
+	}
+}
+
+// TestConn_SlowConsumer: a client that stops reading is closed with 4008
+// when its queue overflows; a Send after that is refused.
+func TestConn_SlowConsumer(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{SendQueueBytes: 64 << 10, WriteTimeout: time.Second})
+		c := ts.dial(t, "noecho")
+		if tc, ok := c.conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		payload := []byte(strings.Repeat("s", 4000))
+		sent := 0
+		for c.rec.c.Send(Frame{Data: payload}) {
+			sent++
+			if sent > 10000 {
+				t.Fatal("the queue never overflowed")
+			}
+		}
+		got := 0
+		for {
+			f, err := c.next()
+			if err != nil {
+				t.Fatalf("after %d messages: %v", got, err)
+			}
+			if f.op == opClose {
+				if f.String() != `close 4008 "slow consumer"` {
+					t.Fatalf("got %v, want close 4008", f)
+				}
+				break
+			}
+			got++
+		}
+		if got >= sent {
+			t.Errorf("the slow client got all %d messages, want it cut short", sent)
+		}
+		if n := testutil.ToFloat64(ts.metrics.overflows); n != 1 {
+			t.Errorf("overflows = %v, want 1", n)
+		}
+	})
+}
+
+// TestConn_SendWait: an answer larger than the whole send queue still goes
+// out to a client that reads; a client that does not read is closed with
+// 4008 once the queue made no room for the write timeout.
+func TestConn_SendWait(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{SendQueueBytes: 16 << 10, WriteTimeout: 500 * time.Millisecond})
+		c := ts.dial(t, "noecho")
+		huge := strings.Repeat("h", 200<<10)
+		done := make(chan bool)
+		go func() {
+			ok := true
+			for range 3 {
+				ok = ok && c.rec.c.SendWait(Frame{Data: []byte(huge)})
+			}
+			done <- ok
+		}()
+		for range 3 {
+			c.expect(opText, huge)
+		}
+		if !<-done {
+			t.Fatal("SendWait refused a frame for a client that reads")
+		}
+
+		idle := ts.dial(t, "noecho")
+		if tc, ok := idle.conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		start := time.Now()
+		for idle.rec.c.SendWait(Frame{Data: []byte(huge)}) {
+			if time.Since(start) > testTimeout {
+				t.Fatal("SendWait never gave up on a client that does not read")
+			}
+		}
+		if n := testutil.ToFloat64(ts.metrics.closes.WithLabelValues("4008")); n != 1 {
+			t.Errorf("closes{4008} = %v, want 1", n)
+		}
+	})
+}
+
+// TestConn_InstanceCeiling: past the instance's ceiling on queued bytes, the
+// connection that holds the most is closed with 4008; others go on.
+func TestConn_InstanceCeiling(t *testing.T) {
+	ts := startServer(t, false, Config{SendQueueBytes: 1 << 20, MaxQueuedBytes: 256 << 10})
+	hog := ts.dial(t, "noecho")
+	if tc, ok := hog.conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	small := ts.dial(t, "noecho")
+	payload := []byte(strings.Repeat("c", 8<<10))
+	for hog.rec.c.Send(Frame{Data: payload}) {
+	}
+	if n := testutil.ToFloat64(ts.metrics.instanceOverflows); n != 1 {
+		t.Fatalf("ceiling overflows = %v, want 1", n)
+	}
+	small.rec.c.Send(Frame{Data: []byte("still here")})
+	small.expect(opText, "still here")
+}
+
+// TestConn_PingFlood: pings count against the rate limit; a client that
+// keeps flooding past its burst is closed with 4029 after a bounded number
+// of pongs.
+func TestConn_PingFlood(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{Rate: 10, Burst: 20})
+		c := ts.dial(t, "")
+		c.send(rawFrame(finText, []byte("hello"), false)) // the first message is free
+		flood := make([]byte, 0, 1000*8)
+		for range 1000 {
+			flood = append(flood, rawFrame(finPing, nil, false)...)
+		}
+		go func() { _, _ = c.conn.Write(flood) }()
+		pongs, hello := 0, false
+		for {
+			f, err := c.next()
+			if err != nil {
+				t.Fatalf("after %d pongs: %v", pongs, err)
+			}
+			switch {
+			case f.op == opPong:
+				pongs++
+				continue
+			case f.op == opText && string(f.payload) == "hello" && !hello:
+				hello = true
+				continue
+			}
+			if f.op != opClose || f.String() != `close 4029 "rate limited too long"` {
+				t.Fatalf("got %v, want close 4029", f)
+			}
+			break
+		}
+		if !hello {
+			t.Error("the message before the flood was not answered")
+		}
+		if pongs > 21 {
+			t.Errorf("%d pongs for a flood, want at most the burst (20) and a refill", pongs)
+		}
+	})
+}
+
+// TestConn_EmptyFragmentFlood: a message that never ends, made of empty
+// continuation frames, is cut off (1008) after a bounded number of them.
+func TestConn_EmptyFragmentFlood(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{MaxMessageBytes: 64 << 10})
+		c := ts.dial(t, "")
+		flood := rawFrame(text, []byte("a"), false)
+		for range 1000 {
+			flood = append(flood, rawFrame(cont, nil, false)...)
+		}
+		c.send(flood)
+		c.expectClose(ClosePolicy)
+	})
+}
+
+// TestConn_Unfinished: a client that starts a message and never finishes it
+// is seen by Unfinished (the hub closes such a client by its age).
+func TestConn_Unfinished(t *testing.T) {
+	ts := startServer(t, false, Config{})
+	c := ts.dial(t, "")
+	if !c.rec.c.Unfinished().IsZero() {
+		t.Fatal("Unfinished set before any frame")
+	}
+	c.send(rawFrame(finText, []byte("done"), false))
+	c.expect(opText, "done")
+	if !c.rec.c.Unfinished().IsZero() {
+		t.Fatal("Unfinished set after a whole message")
+	}
+	start := time.Now()
+	c.send(rawFrame(finText, repeat("u", 1000), false)[:500])
+	deadline := time.Now().Add(testTimeout)
+	for c.rec.c.Unfinished().IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("Unfinished not set for half a frame")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if u := c.rec.c.Unfinished(); u.Before(start.Add(-time.Second)) || u.After(time.Now()) {
+		t.Errorf("Unfinished = %v, want about %v", u, start)
+	}
+}
+
+// TestConn_CloseAfter: CloseAfter writes what was queued, then the last
+// frame, then the close frame.
+func TestConn_CloseAfter(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{})
+		c := ts.dial(t, "noecho")
+		c.rec.c.Send(Frame{Data: []byte("queued")})
+		c.rec.c.CloseAfter(4001, "restarting", func() []byte { return []byte("farewell") })
+		c.expect(opText, "queued")
+		c.expect(opText, "farewell")
+		c.expectClose(4001)
+	})
+}
+
+// TestConn_EarlyBytes: frames a client sends in the same write as its
+// handshake are not lost.
+func TestConn_EarlyBytes(t *testing.T) {
+	ts := startServer(t, false, Config{})
+	addr := ts.http.Listener.Addr().String()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), rawFrame(finText, []byte("eager"), false)...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(testTimeout))
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v", err)
+	}
+	c := &client{t: t, conn: conn, br: br, rec: <-ts.conns}
+	c.expect(opText, "eager")
+}
+
+// TestUpgrade_Refusals: requests that are not a WebSocket handshake get an
+// HTTP error, not an upgrade.
+func TestUpgrade_Refusals(t *testing.T) {
+	ts := startServer(t, false, Config{})
+	ok := http.Header{"Upgrade": {"websocket"}, "Connection": {"keep-alive, Upgrade"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	tests := []struct {
+		name   string
+		method string
+		edit   func(h http.Header)
+		want   int
+	}{
+		{"POST", http.MethodPost, func(http.Header) {}, http.StatusMethodNotAllowed},
+		{"no Upgrade header", http.MethodGet, func(h http.Header) { h.Del("Upgrade") }, http.StatusUpgradeRequired},
+		{"no Connection: upgrade", http.MethodGet, func(h http.Header) { h.Set("Connection", "keep-alive") }, http.StatusUpgradeRequired},
+		{"version 8", http.MethodGet, func(h http.Header) { h.Set("Sec-Websocket-Version", "8") }, http.StatusUpgradeRequired},
+		{"no key", http.MethodGet, func(h http.Header) { h.Del("Sec-Websocket-Key") }, http.StatusBadRequest},
+		{"short key", http.MethodGet, func(h http.Header) { h.Set("Sec-Websocket-Key", "c2hvcnQ=") }, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, ts.http.URL+"/ws", nil)
+			req.Header = ok.Clone()
+			tt.edit(req.Header)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+}

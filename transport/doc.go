@@ -1,0 +1,65 @@
+// Package transport owns the server side of WebSocket connections: the
+// opening handshake, RFC 6455 framing in both directions, and one owner
+// per socket through which every byte written passes.
+//
+// # One owner per socket
+//
+// A Conn is the only writer of its socket. Messages (Send, SendWait), the
+// heartbeat (Ping), the answers to a peer's pings and the close frames all
+// go through its send queue, bounded by Config.SendQueueBytes: data frames
+// count their bytes, and control frames are bounded by construction (at
+// most one ping, one pong and one close pending). The reading side never
+// writes; it hands pongs and closes to the owner. A connection's life is
+// one value: open, then closing (a close was decided; nothing more is
+// queued or handled; the close frame is on its way), then closed (the
+// socket is closed). A close happens once, with one code.
+//
+// # Writing
+//
+// On plain TCP on Unix, connections with something to send go to a
+// flusher: up to GOMAXPROCS shared worker goroutines, alive only while
+// there is work, each giving a connection one non-blocking write(2) of
+// everything queued. Whatever the socket does not take goes to a goroutine
+// of the connection's own that writes the rest with a deadline
+// (Config.WriteTimeout) and clears the deadline afterwards, so the next
+// write takes the direct path again. TLS connections, and platforms
+// without raw sockets, always use that blocking writer. A write that times
+// out closes the connection as a slow consumer (4008).
+//
+// Send never blocks: a frame that would overflow the queue closes the
+// connection with 4008. SendWait, for answers a client asked for
+// (replays, history), waits for room instead, so that a client that reads
+// is never closed for asking and one that does not is closed once the
+// queue made no room for the write timeout. Config.MaxQueuedBytes adds a
+// ceiling over all connections.
+//
+// # Reading
+//
+// Reading is an incremental parser fed with whatever the socket has, so
+// that an idle connection holds no read buffer. On Linux with plain TCP an
+// idle connection holds no goroutine either: it is registered in one
+// epoll set shared by the process (poller_linux.go), whose events start a
+// reader goroutine that reads without blocking, handles every complete
+// message and registers the connection again when the socket is empty.
+// Where epoll is not available, a goroutine parks in a readiness wait on a
+// stack that never grows; elsewhere (TLS, other platforms) a goroutine
+// blocks in its reads. Messages are handed to the Handler one at a time,
+// in order.
+//
+// The parser enforces RFC 6455 (masked client frames, no reserved bits or
+// opcodes, control frames of at most 125 bytes and never fragmented,
+// lengths in their shortest form with the top bit clear, fragments only
+// inside a message, close codes and reasons valid, text in UTF-8), failing
+// the connection with 1002 or 1007; a message over Config.MaxMessageBytes
+// gets 1009. Messages and control frames count against a token bucket
+// (Config.Rate, Config.Burst; the first message, the protocol's hello, is
+// free); past the burst they are refused, and a peer refused more than
+// Burst times in a row is closed with 4029. A message may have only so
+// many fragments (1008 past that), and Conn.Unfinished lets the owner close
+// a peer that never finishes one.
+//
+// # Locks
+//
+// Conn.mu guards the write side and the state; the flusher has its own.
+// No lock is held across socket I/O or a Handler call.
+package transport

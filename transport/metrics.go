@@ -1,0 +1,87 @@
+package transport
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Write paths, the label of switchboard_socket_writes_total.
+const (
+	pathDirect   = "direct"
+	pathBlocking = "blocking"
+)
+
+// Metrics holds the transport's Prometheus collectors. A nil *Metrics
+// counts nothing, so every method here is safe on nil.
+type Metrics struct {
+	framesIn          prometheus.Counter
+	bytesIn           prometheus.Counter
+	framesOut         prometheus.Counter
+	bytesOut          prometheus.Counter
+	writes            *prometheus.CounterVec
+	closes            *prometheus.CounterVec
+	overflows         prometheus.Counter
+	instanceOverflows prometheus.Counter
+}
+
+// NewMetrics creates the transport's collectors and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		framesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_frames_received_total", Help: "WebSocket frames received from clients (data, continuation and control)."}),
+		bytesIn:   prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_received_bytes_total", Help: "Bytes of WebSocket frames received from clients, headers included."}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_frames_sent_total", Help: "WebSocket frames written to clients (a batched frame counts once)."}),
+		bytesOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_sent_bytes_total", Help: "Payload bytes of WebSocket frames written to clients."}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_socket_writes_total",
+			Help: "Socket writes, by path: direct (a non-blocking write from a shared flusher worker) or blocking (a connection's own writer, for what a socket did not take at once, and for TLS)."}, []string{"path"}),
+		closes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_session_closes_total", Help: "Connections closed by the server, by close code."}, []string{"code"}),
+		overflows:         prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_send_queue_overflows_total", Help: "Connections closed with 4008 because their send queue overflowed."}),
+		instanceOverflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_send_queue_ceiling_overflows_total", Help: "Connections closed with 4008 because the instance's queued bytes passed --max-queued-bytes."}),
+	}
+	reg.MustRegister(m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.writes, m.closes, m.overflows, m.instanceOverflows)
+	return m
+}
+
+// RegisterGauges registers the gauges that read s's state on reg.
+func (s *Server) RegisterGauges(reg prometheus.Registerer) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_send_queue_bytes",
+		Help: "Bytes of frames queued for clients over all connections."},
+		func() float64 { return float64(s.QueuedBytes()) }))
+}
+
+func (c *Conn) countFrame(n int) {
+	if m := c.srv.metrics; m != nil {
+		m.framesIn.Inc()
+		m.bytesIn.Add(float64(n))
+	}
+}
+
+func (m *Metrics) wrote(frames, bytes int) {
+	if m != nil && frames > 0 {
+		m.framesOut.Add(float64(frames))
+		m.bytesOut.Add(float64(bytes))
+	}
+}
+
+func (m *Metrics) write(path string) {
+	if m != nil {
+		m.writes.WithLabelValues(path).Inc()
+	}
+}
+
+func (m *Metrics) closed(code int) {
+	if m != nil {
+		m.closes.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
+}
+
+func (m *Metrics) overflow(instance bool) {
+	if m == nil {
+		return
+	}
+	if instance {
+		m.instanceOverflows.Inc()
+	} else {
+		m.overflows.Inc()
+	}
+}

@@ -1,0 +1,321 @@
+package transport
+
+import (
+	"net"
+	"time"
+)
+
+// maxBatchBytes caps one batched WebSocket frame.
+const maxBatchBytes = 64 << 10
+
+// closeWriteTimeout bounds the write of a close frame: a peer that takes
+// nothing gets its socket closed instead.
+const closeWriteTimeout = time.Second
+
+// wire is what one write carries: the frames' bytes, and what they count
+// for the metrics.
+type wire struct {
+	buf    []byte
+	frames int
+	bytes  int
+	// call makes the direct write without an allocation.
+	call *rawCall
+}
+
+// appendData appends frames as WebSocket text frames: one frame each, or in
+// batch mode joined by newlines into frames of at most maxBatchBytes.
+// Markers write nothing.
+func (w *wire) appendData(frames []Frame, batch bool) {
+	if !batch {
+		for _, f := range frames {
+			if len(f.Data) > 0 {
+				w.buf = appendFrame(w.buf, opText, f.Data)
+				w.count(len(f.Data))
+			}
+		}
+		return
+	}
+	for len(frames) > 0 {
+		// Measure the next group, then write its header and its frames.
+		n, end := 0, 0
+		for ; end < len(frames); end++ {
+			size := len(frames[end].Data)
+			if size == 0 {
+				continue
+			}
+			if n > 0 && n+1+size > maxBatchBytes {
+				break
+			}
+			if n > 0 {
+				n++
+			}
+			n += size
+		}
+		if n > 0 {
+			w.buf = appendHeader(w.buf, opText, n)
+			first := true
+			for _, f := range frames[:end] {
+				if len(f.Data) == 0 {
+					continue
+				}
+				if !first {
+					w.buf = append(w.buf, '\n')
+				}
+				w.buf = append(w.buf, f.Data...)
+				first = false
+			}
+			w.count(n)
+		}
+		frames = frames[end:]
+	}
+}
+
+// appendControl appends a control frame (ping, pong, close).
+func (w *wire) appendControl(op byte, p []byte) {
+	w.buf = appendFrame(w.buf, op, p)
+	w.count(len(p))
+}
+
+func (w *wire) count(n int) {
+	w.frames++
+	w.bytes += n
+}
+
+func (w *wire) reset() {
+	w.buf, w.frames, w.bytes = w.buf[:0], 0, 0
+}
+
+// outgoing is what a writer takes from the connection in one go.
+type outgoing struct {
+	frames  []Frame
+	batch   bool
+	ping    bool
+	pong    []byte
+	pongDue bool
+}
+
+func (o *outgoing) empty() bool { return len(o.frames) == 0 && !o.ping && !o.pongDue }
+
+// takeLocked takes everything there is to write. c.mu must be held.
+func (c *Conn) takeLocked() outgoing {
+	o := outgoing{frames: c.queue, batch: c.batch, ping: c.pingDue, pongDue: c.pongDue}
+	if c.pongDue {
+		o.pong = append([]byte(nil), c.pong...)
+	}
+	c.queue, c.spare = c.spare[:0], nil
+	c.pingDue, c.pongDue = false, false
+	c.releaseQueuedLocked()
+	return o
+}
+
+// appendTo appends what o holds as WebSocket frames: control frames first.
+func (o *outgoing) appendTo(w *wire) {
+	if o.pongDue {
+		w.appendControl(opPong, o.pong)
+	}
+	if o.ping {
+		w.appendControl(opPing, nil)
+	}
+	w.appendData(o.frames, o.batch)
+}
+
+// flush writes what is queued with one non-blocking write, on a flusher
+// worker. It reports whether the connection needs flushing again (more was
+// queued meanwhile). What the socket does not take, and closing, are left
+// to the connection's own writer goroutine.
+func (c *Conn) flush(w *wire) (again bool) {
+	c.mu.Lock()
+	switch c.state {
+	case stateClosing:
+		c.mu.Unlock()
+		go c.writeLoop(nil)
+		return false
+	case stateClosed:
+		c.writing = false
+		c.mu.Unlock()
+		return false
+	}
+	o := c.takeLocked()
+	if o.empty() {
+		c.writing = false
+		c.mu.Unlock()
+		return false
+	}
+	c.mu.Unlock()
+
+	w.reset()
+	o.appendTo(w)
+	n, err := 0, error(nil)
+	if len(w.buf) > 0 {
+		n, err = tryWrite(c.raw, w.call, w.buf)
+	}
+	if err != nil {
+		c.writeFailed(err)
+		return false
+	}
+	if n < len(w.buf) {
+		go c.writeLoop(&pending{
+			rest:   append([]byte(nil), w.buf[n:]...),
+			frames: o.frames,
+			wire:   wire{frames: w.frames, bytes: w.bytes},
+		})
+		return false
+	}
+	c.srv.metrics.write(pathDirect)
+	c.wrote(o.frames, w)
+
+	c.mu.Lock()
+	again = len(c.queue) > 0 || c.pingDue || c.pongDue || c.state != stateOpen
+	if !again {
+		c.writing = false
+	}
+	c.mu.Unlock()
+	return again
+}
+
+// pending is what a direct write left unwritten: the rest of its bytes
+// and the frames they carry.
+type pending struct {
+	rest   []byte
+	frames []Frame
+	wire   wire // counts only
+}
+
+// writeLoop is the connection's own writer, for writes that may wait: the
+// rest of a direct write the socket did not take (p, if not nil), whatever
+// is queued meanwhile, and closing. It returns when the queue is empty, or
+// after the close frame.
+func (c *Conn) writeLoop(p *pending) {
+	timeout := c.srv.cfg.WriteTimeout
+	if p != nil {
+		if err := c.writeBlocking(p.rest, timeout); err != nil {
+			c.writeFailed(err)
+			return
+		}
+		c.wrote(p.frames, &p.wire)
+	}
+	w := c.srv.getWire()
+	defer c.srv.putWire(w)
+	for {
+		c.mu.Lock()
+		if c.state == stateClosed {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		o := c.takeLocked()
+		if o.empty() {
+			if c.state == stateClosing {
+				// The writer keeps the write side for good: nothing is
+				// written after the close frame.
+				code, reason, last := c.closeCode, c.closeReason, c.closeLast
+				c.closeLast = nil
+				c.mu.Unlock()
+				c.writeClose(w, code, reason, last)
+				return
+			}
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+
+		w.reset()
+		o.appendTo(w)
+		if err := c.writeBlocking(w.buf, timeout); err != nil {
+			c.writeFailed(err)
+			return
+		}
+		c.wrote(o.frames, w)
+	}
+}
+
+// writeClose writes the last frame (if last gives one) and the close
+// frame, then closes the socket when the peer answers, or after the grace.
+func (c *Conn) writeClose(w *wire, code int, reason string, last func() []byte) {
+	if last != nil {
+		if b := last(); len(b) > 0 {
+			w.reset()
+			w.appendData([]Frame{{Data: b}}, false)
+			if err := c.writeBlocking(w.buf, c.srv.cfg.WriteTimeout); err != nil {
+				c.writeFailed(err)
+				return
+			}
+			c.srv.metrics.wrote(w.frames, w.bytes)
+		}
+	}
+	w.reset()
+	w.appendControl(opClose, closePayload(code, reason))
+	if err := c.writeBlocking(w.buf, closeWriteTimeout); err != nil {
+		c.closeNet()
+		return
+	}
+	c.srv.metrics.wrote(w.frames, w.bytes)
+	// Nothing follows the close frame: the peer reads an end right after
+	// it, so that it closes even when it cannot answer (after a protocol
+	// error its answer is not read anyway).
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	c.mu.Lock()
+	c.closeWritten = true
+	if c.peerClosed || c.state == stateClosed {
+		c.mu.Unlock()
+		c.closeNet()
+		return
+	}
+	c.grace = time.AfterFunc(c.srv.cfg.CloseGrace, c.closeNet)
+	c.mu.Unlock()
+}
+
+// writeBlocking writes b, waiting at most timeout.
+func (c *Conn) writeBlocking(b []byte, timeout time.Duration) error {
+	if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	c.srv.metrics.write(pathBlocking)
+	_, err := c.nc.Write(b)
+	if c.raw != nil {
+		// Direct writes go through the raw socket, which refuses every
+		// write once a deadline has passed: clear it for them.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
+	return err
+}
+
+// writeFailed drops a connection whose write failed. A write that timed
+// out means the peer takes nothing: a slow consumer, counted as closed
+// with 4008, though no close frame can follow a frame cut short.
+func (c *Conn) writeFailed(err error) {
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.mu.Lock()
+		wasOpen := c.state == stateOpen
+		if wasOpen {
+			c.state = stateClosing
+		}
+		c.mu.Unlock()
+		if wasOpen {
+			c.srv.metrics.overflow(false)
+			c.closed(CloseSlowConsumer)
+		}
+	}
+	c.closeNet()
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// wrote counts a completed write and reports its frames.
+func (c *Conn) wrote(frames []Frame, w *wire) {
+	c.srv.metrics.wrote(w.frames, w.bytes)
+	if len(frames) == 0 {
+		return
+	}
+	c.h.Written(frames)
+	clear(frames)
+	c.mu.Lock()
+	if c.spare == nil {
+		c.spare = frames[:0]
+	}
+	c.mu.Unlock()
+}
