@@ -6,8 +6,8 @@
 #      with the commands each master served (INFO stats total_commands_processed
 #      and INFO commandstats evalsha, before and after) and its CPU time, to show
 #      how evenly the rooms spread over the shards;
-#   2. W2 fanout (one room of 2,000 members) on the same cluster and, beside it,
-#      on one redis-server;
+#   2. W3 beside it on one redis-server, and W2 fanout (one room of 2,000
+#      members) on a cluster and on one redis-server;
 #   3. the delivery stall while a master (cluster) and the primary (Sentinel)
 #      are killed with SIGKILL under publishers: the process tests
 #      TestProcess_ClusterFailover and TestProcess_SentinelFailover, RUNS times
@@ -212,7 +212,29 @@ began=$(date +%s.%N)
 	--server-pids "$S1,$S2,$REDIS_PIDS" --label "W3 cluster" --json-out "$OUT/cluster-W3.json" --markdown >>"$MD"
 per_master "W3" "$(awk -v b="$began" -v e="$(date +%s.%N)" 'BEGIN {printf "%.0f", e - b}')"
 
-# 2. W2 on the cluster, then on one Redis.
+# 2. W3 on one Redis, W2 on the cluster, then on one Redis.
+cleanup
+start_single() {
+	freeport
+	REDIS_PORT=$PORT
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+	PIDS+=($!)
+	REDIS_PID=$!
+	waitport "$REDIS_PORT"
+	start_instances --redis "redis://127.0.0.1:$REDIS_PORT"
+}
+start_single
+{
+	echo
+	echo "W3 beside it on one redis-server:"
+	echo
+	echo '```'
+	echo "\$ switchboard bench rooms --url $URLS --jwt-secret … --api-key … --conns $W3_CONNS --ladder $W3_LADDER --payload 100 --procs $PROCS --duration $STEP --server-pids <instances>,<redis-server>"
+	echo '```'
+} >>"$MD"
+"$BIN" bench rooms --target switchboard --url "$URLS" --jwt-secret "$SECRET" --api-key "$APIKEY" \
+	--conns "$W3_CONNS" --ladder "$W3_LADDER" --payload 100 --procs "$PROCS" --duration "$STEP" \
+	--server-pids "$S1,$S2,$REDIS_PID" --label "W3 one Redis" --json-out "$OUT/single-W3.json" --markdown >>"$MD"
 cleanup
 start_cluster
 REDIS_PIDS=$(printf '%s,' "${CLUSTER_PIDS[@]}")
@@ -232,13 +254,7 @@ began=$(date +%s.%N)
 per_master "W2 (one room: one shard carries it)" "$(awk -v b="$began" -v e="$(date +%s.%N)" 'BEGIN {printf "%.0f", e - b}')"
 cleanup
 
-freeport
-REDIS_PORT=$PORT
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
-PIDS+=($!)
-REDIS_PID=$!
-waitport "$REDIS_PORT"
-start_instances --redis "redis://127.0.0.1:$REDIS_PORT"
+start_single
 {
 	echo
 	echo "W2 beside it on one redis-server:"
