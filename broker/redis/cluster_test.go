@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/broker"
-	"github.com/switchboard-rt/switchboard/broker/brokertest"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
 )
 
@@ -65,17 +64,7 @@ func TestCluster(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t, "--enable-debug-command", "yes")
 
-	t.Run("Conformance", func(t *testing.T) {
-		brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
-			return openCluster(t, c, Config{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL})
-		})
-	})
-	t.Run("SharedConformance", func(t *testing.T) {
-		brokertest.RunShared(t, func(t *testing.T) (broker.Broker, broker.Broker) {
-			prefix := newPrefix()
-			return openCluster(t, c, Config{Prefix: prefix, InstanceID: "i_a"}), openCluster(t, c, Config{Prefix: prefix, InstanceID: "i_b"})
-		})
-	})
+	conformance(t, func(t testing.TB, cfg Config) *Broker { return openCluster(t, c, cfg) })
 
 	t.Run("ModeMustMatch", func(t *testing.T) {
 		// A cluster node without Cluster, and one Redis with it, are

@@ -68,6 +68,22 @@ func TestBroker_SharedConformance(t *testing.T) {
 	})
 }
 
+// conformance runs the conformance suites, as subtests of t, against
+// brokers from open, which adds the address and the mode to cfg.
+func conformance(t *testing.T, open func(t testing.TB, cfg Config) *Broker) {
+	t.Run("Conformance", func(t *testing.T) {
+		brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
+			return open(t, Config{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL})
+		})
+	})
+	t.Run("SharedConformance", func(t *testing.T) {
+		brokertest.RunShared(t, func(t *testing.T) (broker.Broker, broker.Broker) {
+			prefix := newPrefix()
+			return open(t, Config{Prefix: prefix, InstanceID: "i_a"}), open(t, Config{Prefix: prefix, InstanceID: "i_b"})
+		})
+	})
+}
+
 func TestNew_Config(t *testing.T) {
 	cases := []struct {
 		name string

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/broker"
-	"github.com/switchboard-rt/switchboard/broker/brokertest"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
 )
 
@@ -31,17 +30,7 @@ func TestSentinel(t *testing.T) {
 	t.Parallel()
 	s := redistest.StartSentinel(t)
 
-	t.Run("Conformance", func(t *testing.T) {
-		brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
-			return openSentinel(t, s, Config{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL})
-		})
-	})
-	t.Run("SharedConformance", func(t *testing.T) {
-		brokertest.RunShared(t, func(t *testing.T) (broker.Broker, broker.Broker) {
-			prefix := newPrefix()
-			return openSentinel(t, s, Config{Prefix: prefix, InstanceID: "i_a"}), openSentinel(t, s, Config{Prefix: prefix, InstanceID: "i_b"})
-		})
-	})
+	conformance(t, func(t testing.TB, cfg Config) *Broker { return openSentinel(t, s, cfg) })
 	t.Run("URLForm", func(t *testing.T) {
 		// The sentinel addresses and the master set in one URL, as before.
 		url := "redis://" + s.Sentinels[0].Addr + "?master_set=" + s.Master + "&addr=" + s.Sentinels[1].Addr
