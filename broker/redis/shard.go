@@ -67,10 +67,13 @@ type shard struct {
 	closing sync.WaitGroup // connections being closed in the background
 }
 
-// Reconnection backoff bounds.
+// Reconnection backoff bounds. The ceiling is what a failover costs beyond
+// the promotion at worst: the dead primary's connection attempts back off
+// until the new one answers. (Failing attempts are cheap: refused
+// connections.)
 const (
 	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	maxBackoff = 500 * time.Millisecond
 )
 
 // maxBatch bounds the calls served together and the channels per
