@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,19 +29,38 @@ const closeGrace = time.Second
 // first session's.
 var errUserChanged = errors.New("client: the server welcomed another user than before")
 
-// upgradeError is a WebSocket handshake the server answered with an HTTP
-// status other than 101.
-type upgradeError struct {
-	url    string
-	status int
-	err    error
+// maxRetryAfter caps the server's Retry-After: a misconfigured server (or
+// a clock far off, for an HTTP date) must not park the client for hours.
+const maxRetryAfter = 5 * time.Minute
+
+// newUpgradeError describes resp, the answer to an upgrade request that
+// did not upgrade.
+func newUpgradeError(url string, resp *http.Response, now time.Time) *UpgradeError {
+	ue := &UpgradeError{URL: url, StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now)}
+	if resp.Body != nil {
+		// The dialer keeps the first KiB of the body for us; no more.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		ue.Body = string(b)
+	}
+	return ue
 }
 
-func (e *upgradeError) Error() string {
-	return fmt.Sprintf("dial %s: HTTP status %d: %v", e.url, e.status, e.err)
+// parseRetryAfter reads a Retry-After header, delay-seconds or an HTTP
+// date (RFC 9110, section 10.2.3), capped at maxRetryAfter; 0 when absent
+// or malformed.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		d = time.Duration(min(max(n, 0), int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
 }
-
-func (e *upgradeError) Unwrap() error { return e.err }
 
 var pingFrame = []byte(`{"type":"ping"}`)
 
@@ -88,8 +111,8 @@ func (c *Client) connect(url string) outcome {
 	}
 	ws, resp, err := c.dialer(&cn.lastRead).DialContext(ctx, url, nil)
 	if err != nil {
-		if resp != nil {
-			return outcome{err: &upgradeError{url: url, status: resp.StatusCode, err: err}}
+		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+			return outcome{err: newUpgradeError(url, resp, time.Now())}
 		}
 		return outcome{err: fmt.Errorf("dial %s: %w", url, err)}
 	}
