@@ -109,7 +109,7 @@ func (c *Client) connect(url string) outcome {
 		c: c, url: url,
 		done: make(chan struct{}), welcomed: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
-	ws, resp, err := c.dialer(&cn.lastRead).DialContext(ctx, url, nil)
+	ws, resp, err := c.dialer(&cn.lastRead).DialContext(ctx, url, c.cfg.Header)
 	if err != nil {
 		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
 			return outcome{err: newUpgradeError(url, resp, time.Now())}
@@ -160,42 +160,30 @@ func (c *Client) connect(url string) outcome {
 	return out
 }
 
-// dialer returns Config.Dialer (or the default one) with its connections
-// wrapped so that every byte read touches lastRead: a large frame that
-// arrives slowly keeps its connection alive.
+// dialer returns a WebSocket dialer made from Config, whose connections
+// touch lastRead with every byte read: a large frame that arrives slowly
+// keeps its connection alive.
 func (c *Client) dialer(lastRead *atomic.Int64) *websocket.Dialer {
-	d := *websocket.DefaultDialer
-	if c.cfg.Dialer != nil {
-		d = *c.cfg.Dialer
-	}
-	wrap := func(nc net.Conn, err error) (net.Conn, error) {
-		if err != nil {
-			return nil, err
-		}
-		return &liveConn{Conn: nc, lastRead: lastRead}, nil
-	}
-	switch {
-	case d.NetDialContext != nil:
-		dial := d.NetDialContext
-		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return wrap(dial(ctx, network, addr))
-		}
-	case d.NetDial != nil:
-		dial := d.NetDial
-		d.NetDial = func(network, addr string) (net.Conn, error) { return wrap(dial(network, addr)) }
-	default:
+	dial := c.cfg.NetDial
+	if dial == nil {
 		var nd net.Dialer
-		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return wrap(nd.DialContext(ctx, network, addr))
-		}
+		dial = nd.DialContext
 	}
-	if d.NetDialTLSContext != nil {
-		dial := d.NetDialTLSContext
-		d.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return wrap(dial(ctx, network, addr))
-		}
+	proxy := c.cfg.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
 	}
-	return &d
+	return &websocket.Dialer{
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &liveConn{Conn: nc, lastRead: lastRead}, nil
+		},
+		Proxy:           proxy,
+		TLSClientConfig: c.cfg.TLSConfig,
+	}
 }
 
 // liveConn records when bytes last arrived.

@@ -36,6 +36,10 @@
 // without TLS), so that a mistake in the configuration shows at Dial
 // instead of as endless reconnections.
 //
+// The connections are made with Config.NetDial, Config.TLSConfig,
+// Config.Proxy and Config.Header, all standard library types: the
+// package's API exposes no type of the WebSocket library it uses.
+//
 // # Exactly once, in order
 //
 // The client remembers, per joined room and for its inbox, the position of
