@@ -48,6 +48,16 @@ type serveFlags struct {
 	logFormat      string
 }
 
+// serveAbout opens the usage of serve.
+const serveAbout = `usage: switchboard serve [flags]
+
+Runs one instance: WebSocket sessions at /ws, the HTTP API under /api,
+/healthz, /readyz and /metrics, all on --listen. Every flag can also be set
+with the environment variable shown beside it (REDIS_URL too, for --redis);
+a flag on the command line wins. A malformed value stops the process at
+start with one line naming the flag.
+`
+
 func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
 	return parseServeFlagsTo(args, env, os.Stderr)
 }
@@ -57,12 +67,14 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20}
 	fs := newFlagSet("serve", env)
 	fs.help = help
+	fs.about = serveAbout
+	fs.showEnv = true
 	fs.StringVar(&f.listen, "listen", ":8080", "address for WebSocket, API, health and metrics")
 	fs.StringVar(&f.redis, "redis", "", "redis://host:port/db; empty runs the embedded memory broker")
 	fs.alias["REDIS_URL"] = "redis"
 	fs.BoolVar(&f.redisCluster, "redis-cluster", false, "--redis lists seed nodes of a Redis Cluster; use sharded pub/sub")
 	fs.StringVar(&f.redisPrefix, "redis-prefix", "sb", "prefix of every Redis key and channel")
-	fs.StringVar(&f.instanceID, "instance-id", "", "this instance's id (default random)")
+	fs.StringVar(&f.instanceID, "instance-id", "", "this instance's id (default: random)")
 	fs.StringVar(&f.jwtSecret, "jwt-secret", "", "HS256 secret for tokens")
 	fs.StringVar(&f.jwtPublicKey, "jwt-public-key", "", "PEM file with the RS256/ES256 public key for tokens")
 	fs.StringVar(&f.apiKey, "api-key", "", "HTTP API key; empty disables the API (except in --dev)")
@@ -72,7 +84,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.IntVar(&f.historySize, "history-size", 100, "messages kept per room")
 	fs.DurationVar(&f.historyTTL, "history-ttl", 5*time.Minute, "how long history lives after a room's last publish")
 	fs.DurationVar(&f.idempotencyTTL, "idempotency-ttl", 5*time.Minute, "how long a publish key is remembered")
-	fs.Var(&f.maxFrame, "max-frame", "largest client frame in bytes (default 65536)")
+	fs.Var(&f.maxFrame, "max-frame", "largest client frame in bytes, e.g. 65536 or 64KiB")
 	fs.IntVar(&f.maxRooms, "max-rooms", 128, "rooms one session may join")
 	fs.Float64Var(&f.rate, "rate", 50, "client frames per second per session")
 	fs.IntVar(&f.burst, "burst", 100, "burst of client frames per session")
@@ -183,8 +195,8 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 // (docs/operations.md has the numbers).
 const defaultGCPercent = 50
 
-func serve(args []string, env lookupEnv, stderr io.Writer) error {
-	f, err := parseServeFlagsTo(args, env, stderr)
+func serve(args []string, env lookupEnv, stdout, stderr io.Writer) error {
+	f, err := parseServeFlagsTo(args, env, stdout)
 	if err != nil {
 		return err
 	}

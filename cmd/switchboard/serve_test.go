@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -358,13 +359,54 @@ func TestRun_ServeUnexpectedArgument(t *testing.T) {
 	}
 }
 
-// serve -h lists the flags on the writer run was given, not on the
-// process's os.Stderr.
+// serve -h prints the usage on stdout and exits 0: every flag once, with
+// its environment variable and its default, each default once.
 func TestRun_ServeHelpListsFlags(t *testing.T) {
 	t.Parallel()
-	args := []string{"serve", "-h"}
-	_, stdout, stderr := runCmd(t, args...)
-	if out := stdout + stderr; !strings.Contains(out, "-send-queue") || strings.Contains(out, "panic") {
-		t.Errorf("run(%q) printed %q, want the flags listed", args, out)
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		t.Run(arg, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runCmd(t, "serve", arg)
+			if code != 0 || stderr != "" {
+				t.Fatalf("run(serve %s) = %d, stderr %q; want 0 and nothing on stderr", arg, code, stderr)
+			}
+			checkServeHelp(t, stdout)
+		})
+	}
+}
+
+// checkServeHelp checks the usage of serve: the same for the in-process
+// command and the built binary.
+func checkServeHelp(t *testing.T, help string) {
+	t.Helper()
+	if !strings.HasPrefix(help, "usage: switchboard serve") {
+		t.Errorf("help starts %q, want the usage line", help[:min(len(help), 40)])
+	}
+	for name := range serveFields {
+		entry := regexp.MustCompile(`(?m)^  --` + name + `( .*)?$`)
+		lines := entry.FindAllString(help, -1)
+		if len(lines) != 1 {
+			t.Errorf("--%s is listed %d times, want once", name, len(lines))
+			continue
+		}
+		if env := regexp.MustCompile(`\b` + envName(name) + `\b`); !env.MatchString(lines[0]) || len(env.FindAllString(help, -1)) != 1 {
+			t.Errorf("--%s is listed as %q, want %s beside it, once in the help", name, lines[0], envName(name))
+		}
+	}
+	if line := regexp.MustCompile(`(?m)^  --redis .*$`).FindString(help); !strings.HasSuffix(line, ", REDIS_URL") {
+		t.Errorf("--redis is listed as %q, want REDIS_URL beside it", line)
+	}
+	for _, entry := range strings.Split(help, "\n  --")[1:] {
+		if n := strings.Count(entry, "default"); n > 1 {
+			t.Errorf("flag entry %q names its default %d times, want once", entry, n)
+		}
+	}
+	for want, n := range map[string]int{
+		"(default :8080)": 1, "(default 65536)": 1, "(default 1MiB)": 1, "(default: random)": 1,
+		"(default 25s)": 1, "(default 5m)": 2, "(default 1048576)": 0, "5m0s": 0,
+	} {
+		if got := strings.Count(help, want); got != n {
+			t.Errorf("help holds %q %d times, want %d", want, got, n)
+		}
 	}
 }
