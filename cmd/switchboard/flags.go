@@ -140,7 +140,10 @@ func (fs *flagSet) parse(args []string) error {
 		}
 		for _, name := range fs.envNames(f.Name) {
 			if v, ok := fs.env(name); ok && v != "" {
-				if serr := f.Value.Set(v); serr != nil {
+				// The flag's own Value: the counting wrapper would
+				// count the variable as a use on the command line and
+				// wrap its error a second time.
+				if serr := unwrapValue(f.Value).Set(v); serr != nil {
 					err = &flagError{flag: f.Name, err: fmt.Errorf("invalid value %q in %s: %s", v, name, fs.want(f.Name, serr.Error()))}
 				}
 				return
@@ -203,20 +206,28 @@ func shortDuration(s string) string {
 	return s
 }
 
+// unwrapValue returns the Value a countedValue wraps, or v.
+func unwrapValue(v flag.Value) flag.Value {
+	switch cv := v.(type) {
+	case *countedValue:
+		return cv.Value
+	case *countedBool:
+		return cv.Value
+	}
+	return v
+}
+
 // valueKind names the kind of value a flag takes, for the usage; "" for a
 // boolean, which takes none.
 func valueKind(v flag.Value) string {
-	switch cv := v.(type) {
-	case *countedValue:
-		v = cv.Value
-	case *countedBool:
-		v = cv.Value
-	}
+	v = unwrapValue(v)
 	switch v.(type) {
 	case *sizeValue:
 		return "size"
 	case *listValue:
 		return "list"
+	case *addressValue:
+		return "host:port"
 	}
 	if b, ok := v.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
 		return ""

@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -159,6 +161,12 @@ func startInstanceAt(t testing.TB, name, listen string, args ...string) *instanc
 		t.Fatalf("instance %s exited at start (%v):\n%s", name, in.state, in.logs.tail(16<<10))
 	case <-time.After(20 * time.Second):
 		t.Fatalf("instance %s did not log its listen address within 20s:\n%s", name, in.logs.tail(16<<10))
+	}
+	if host, port, err := net.SplitHostPort(in.addr); err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+			// A wildcard listener (--listen :0) is reached on loopback.
+			in.addr = net.JoinHostPort("127.0.0.1", port)
+		}
 	}
 	in.url = "http://" + in.addr
 	in.ws = "ws://" + in.addr + "/ws"

@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +24,7 @@ import (
 // line").
 type serveFlags struct {
 	listen         string
+	advertise      addressValue
 	redis          string
 	redisCluster   bool
 	redisPrefix    string
@@ -70,6 +73,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.about = serveAbout
 	fs.showEnv = true
 	fs.StringVar(&f.listen, "listen", ":8080", "address for WebSocket, API, health and metrics")
+	fs.Var(&f.advertise, "advertise", "host:port others reach this instance at, shown in GET /api/instances (default: the --listen address, or for a wildcard one an interface address of this machine and the bound port)")
 	fs.StringVar(&f.redis, "redis", "", "redis://host:port/db; empty runs the embedded memory broker")
 	fs.alias["REDIS_URL"] = "redis"
 	fs.BoolVar(&f.redisCluster, "redis-cluster", false, "--redis lists seed nodes of a Redis Cluster; use sharded pub/sub")
@@ -157,6 +161,69 @@ func (f *serveFlags) check() error {
 	return nil
 }
 
+// addressValue is a host:port flag that others can connect to (see
+// checkAdvertise).
+type addressValue string
+
+func (v *addressValue) String() string { return string(*v) }
+
+func (v *addressValue) Set(s string) error {
+	if err := checkAdvertise(s); err != nil {
+		return err
+	}
+	*v = addressValue(s)
+	return nil
+}
+
+// checkAdvertise accepts a host:port that others can connect to: a host
+// name or an IP address that is not a wildcard, and a port from 1 to 65535.
+func checkAdvertise(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return errors.New("want host:port, such as 10.0.0.5:8080 or sb-1.internal:8080")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errors.New("want a port from 1 to 65535")
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		switch ip = ip.Unmap(); {
+		case ip.IsUnspecified():
+			return errors.New("a wildcard address cannot be reached; name an address of this machine")
+		case ip.Zone() != "", ip.IsMulticast():
+			return errors.New("want a unicast address without a zone")
+		}
+		return nil
+	}
+	if !validHostname(host) {
+		return errors.New("want a host name or an IP address before the port")
+	}
+	return nil
+}
+
+// validHostname reports whether host is a DNS name: dot-separated labels of
+// 1-63 letters, digits, '-' (not at either end) and '_', at most 253
+// characters, the last label not all digits (that would be a malformed IP
+// address).
+func validHostname(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	labels := strings.Split(host, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}
+
 func (f *serveFlags) logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(f.logLevel))
@@ -171,7 +238,7 @@ func (f *serveFlags) logger(w io.Writer) *slog.Logger {
 func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 	cfg := switchboard.Config{
 		HistorySize: f.historySize, HistoryTTL: f.historyTTL, IdempotencyTTL: f.idempotencyTTL,
-		InstanceID: f.instanceID, JWTSecret: []byte(f.jwtSecret), APIKey: f.apiKey, Dev: f.dev,
+		InstanceID: f.instanceID, Address: string(f.advertise), JWTSecret: []byte(f.jwtSecret), APIKey: f.apiKey, Dev: f.dev,
 		AllowedOrigins: f.allowedOrigins, NoDirect: f.noDirect,
 		MaxFrameBytes: int64(f.maxFrame), MaxRooms: f.maxRooms, Rate: f.rate, Burst: f.burst,
 		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,

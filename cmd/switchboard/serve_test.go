@@ -14,6 +14,7 @@ type serveField func(*serveFlags) any
 
 var serveFields = map[string]serveField{
 	"listen":          func(f *serveFlags) any { return f.listen },
+	"advertise":       func(f *serveFlags) any { return string(f.advertise) },
 	"redis":           func(f *serveFlags) any { return f.redis },
 	"redis-cluster":   func(f *serveFlags) any { return f.redisCluster },
 	"redis-prefix":    func(f *serveFlags) any { return f.redisPrefix },
@@ -52,6 +53,7 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		want any
 	}{
 		{"listen", ":8080"},
+		{"advertise", ""},
 		{"redis", ""},
 		{"redis-cluster", false},
 		{"redis-prefix", "sb"},
@@ -93,6 +95,7 @@ var serveEnvCases = []struct {
 	want  any
 }{
 	{"listen", "127.0.0.1:9000", "127.0.0.1:9000"},
+	{"advertise", "sb-1.internal:8080", "sb-1.internal:8080"},
 	{"redis", "redis://cache:6379/2", "redis://cache:6379/2"},
 	{"redis-prefix", "app", "app"},
 	{"instance-id", "i-7", "i-7"},
@@ -274,6 +277,8 @@ func TestParseServeFlags_EnvErrors(t *testing.T) {
 		{"UnknownLogLevel", fakeEnv{"SWITCHBOARD_LOG_LEVEL": "loud"}, "log-level", ""},
 		{"RedisPrefixWithBraces", fakeEnv{"SWITCHBOARD_REDIS_PREFIX": "{sb}"}, "redis-prefix", ""},
 		{"ShortJWTSecret", fakeEnv{"SWITCHBOARD_JWT_SECRET": "short"}, "jwt-secret", ""},
+		{"AdvertiseWildcard", fakeEnv{"SWITCHBOARD_ADVERTISE": "0.0.0.0:8080"}, "advertise", "SWITCHBOARD_ADVERTISE"},
+		{"AdvertiseNoPort", fakeEnv{"SWITCHBOARD_ADVERTISE": "sb-1.internal"}, "advertise", "SWITCHBOARD_ADVERTISE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -282,6 +287,9 @@ func TestParseServeFlags_EnvErrors(t *testing.T) {
 			wantFlagErr(t, err, tt.flag)
 			if tt.from != "" && err != nil && !strings.Contains(err.Error(), tt.from) {
 				t.Errorf("err = %q, want it to name %s", err, tt.from)
+			}
+			if err != nil && strings.Count(err.Error(), "invalid value") > 1 {
+				t.Errorf("err = %q, says \"invalid value\" more than once", err)
 			}
 		})
 	}
@@ -327,6 +335,12 @@ func TestRun_ServeFlagErrors(t *testing.T) {
 		{"JWTSecretShort", []string{"--jwt-secret", "fifteen-bytes!!"}, "jwt-secret"},
 		{"NoKeyWithoutDev", []string{"--listen", "127.0.0.1:0"}, "jwt-secret"},
 		{"ListenWithoutPort", []string{"--dev", "--listen", "localhost"}, "listen"},
+		{"AdvertiseWildcard", []string{"--dev", "--advertise", "0.0.0.0:8080"}, "advertise"},
+		{"AdvertiseIPv6Wildcard", []string{"--dev", "--advertise", "[::]:8080"}, "advertise"},
+		{"AdvertiseWithoutHost", []string{"--dev", "--advertise", ":8080"}, "advertise"},
+		{"AdvertiseWithoutPort", []string{"--dev", "--advertise", "10.0.0.5"}, "advertise"},
+		{"AdvertisePortZero", []string{"--dev", "--advertise", "10.0.0.5:0"}, "advertise"},
+		{"AdvertiseEmpty", []string{"--dev", "--advertise="}, "advertise"},
 		{"GivenTwice", []string{"--dev", "--listen", ":1", "--listen", ":2"}, "listen"},
 		{"UnknownFlag", []string{"--dev", "--no-such-flag"}, "no-such-flag"},
 		{"MissingValue", []string{"--dev", "--listen"}, "listen"},
@@ -356,6 +370,51 @@ func TestRun_ServeUnexpectedArgument(t *testing.T) {
 	}
 	if stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "extra") {
 		t.Errorf("run(%q) stdout %q, stderr %q, want one line on stderr naming %q", args, stdout, stderr, "extra")
+	}
+}
+
+func TestCheckAdvertise(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"10.0.0.5:8080", true},
+		{"sb-1.internal:8080", true},
+		{"sb-1.internal.:8080", true},
+		{"localhost:1", true},
+		{"node_7:65535", true},
+		{"[2001:db8::1]:443", true},
+		{"[fd00::2]:8080", true},
+		{"", false},
+		{"10.0.0.5", false},
+		{":8080", false},
+		{"0.0.0.0:8080", false},
+		{"[::]:8080", false},
+		{"[::ffff:0.0.0.0]:8080", false},
+		{"10.0.0.5:0", false},
+		{"10.0.0.5:65536", false},
+		{"10.0.0.5:http", false},
+		{"10.0.0.5:-1", false},
+		{"[fe80::1%eth0]:8080", false},
+		{"224.0.0.1:8080", false},
+		{"256.1.1.1:8080", false},
+		{"1.2.3:8080", false},
+		{"bad host:8080", false},
+		{"-sb.internal:8080", false},
+		{"sb..internal:8080", false},
+		{"sb/1:8080", false},
+		{"http://sb-1:8080", false},
+		{strings.Repeat("a", 64) + ".example:80", false},
+		{"2001:db8::1:443", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			if err := checkAdvertise(tt.in); (err == nil) != tt.ok {
+				t.Errorf("checkAdvertise(%q) = %v, want ok %v", tt.in, err, tt.ok)
+			}
+		})
 	}
 }
 
