@@ -46,9 +46,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// switchboardBinary builds this command once per test run and returns the
-// path of the binary. SWITCHBOARD_PROCESS_RACE=1 builds it with -race, so
-// that the instances themselves report data races (slower).
+// switchboardBinary builds this command once per test run, static as
+// `make build` builds it, and returns the path of the binary.
+// SWITCHBOARD_PROCESS_RACE=1 builds it with -race instead, so that the
+// instances themselves report data races (slower).
 func switchboardBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -58,10 +59,17 @@ func switchboardBinary(t testing.TB) string {
 		}
 		bin := filepath.Join(buildDir, "switchboard")
 		args := []string{"build", "-o", bin}
+		env := os.Environ()
 		if os.Getenv("SWITCHBOARD_PROCESS_RACE") != "" {
 			args = append(args, "-race")
+		} else {
+			// As `make build` does, so that TestMakeBuild_StaticWithVersion
+			// finds the packages compiled and only links.
+			args = append(args, "-trimpath")
+			env = append(env, "CGO_ENABLED=0")
 		}
 		cmd := exec.Command(goTool(), append(args, ".")...)
+		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return

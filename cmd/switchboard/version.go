@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 
 	switchboard "github.com/switchboard-rt/switchboard"
 )
@@ -22,6 +23,20 @@ func version(args []string, stdout io.Writer) error {
 		}
 		return fmt.Errorf("%w %q: version takes no arguments", errExtraArgs, args[0])
 	}
-	_, err := fmt.Fprintf(stdout, "switchboard %s (%s %s/%s)\n", switchboard.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	bi, _ := debug.ReadBuildInfo()
+	_, err := fmt.Fprintf(stdout, "switchboard %s (%s %s/%s)\n", buildVersion(switchboard.Version, bi), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return err
+}
+
+// buildVersion is the version stamped in by `make build` (-ldflags -X), or
+// else the module's version that `go install ...@v1.2.3` records, or
+// "dev".
+func buildVersion(stamped string, bi *debug.BuildInfo) string {
+	if stamped != "dev" && stamped != "" {
+		return stamped
+	}
+	if bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
 }
