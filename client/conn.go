@@ -36,7 +36,11 @@ const maxRetryAfter = 5 * time.Minute
 // newUpgradeError describes resp, the answer to an upgrade request that
 // did not upgrade.
 func newUpgradeError(url string, resp *http.Response, now time.Time) *UpgradeError {
-	ue := &UpgradeError{URL: url, StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now)}
+	ue := &UpgradeError{
+		URL: url, StatusCode: resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+		location:   resp.Header.Get("Location"),
+	}
 	if resp.Body != nil {
 		// The dialer keeps the first KiB of the body for us; no more.
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))

@@ -88,10 +88,13 @@ type UpgradeError struct {
 	// its handshake was not a valid WebSocket one.
 	StatusCode int
 	// RetryAfter is the delay the server asked for in a Retry-After
-	// header, or 0 when it sent none (or one that did not parse).
+	// header, at most 5 minutes, or 0 when it sent none (or one that did
+	// not parse).
 	RetryAfter time.Duration
 	// Body is the start of the answer's body, at most 1 KiB, as sent.
 	Body string
+	// location is where a redirect points, for the message.
+	location string
 }
 
 func (e *UpgradeError) Error() string {
@@ -103,6 +106,12 @@ func (e *UpgradeError) Error() string {
 	switch {
 	case e.StatusCode == http.StatusSwitchingProtocols:
 		b.WriteString(" but no valid WebSocket handshake")
+	case e.StatusCode >= 300 && e.StatusCode < 400:
+		b.WriteString(", a redirect, which the client does not follow: use the URL it points to")
+		if e.location != "" {
+			fmt.Fprintf(&b, " (%s; ws:// for http, wss:// for https)", e.location)
+		}
+		return b.String()
 	case e.StatusCode < 400:
 		b.WriteString(" instead of 101 Switching Protocols: is it the WebSocket endpoint (path /ws)?")
 	}

@@ -98,7 +98,7 @@ func TestDial_FailsFastOnFinalHTTPAnswer(t *testing.T) {
 		wantText string
 	}{
 		{"OK", answer{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: "<html><body>Welcome to nginx!</body></html>"}, "HTTP 200 OK instead of 101"},
-		{"Redirect", answer{status: 301, header: map[string]string{"Location": "https://elsewhere.example/ws"}}, "HTTP 301"},
+		{"Redirect", answer{status: 301, header: map[string]string{"Location": "https://elsewhere.example/ws"}}, "HTTP 301 Moved Permanently, a redirect, which the client does not follow: use the URL it points to (https://elsewhere.example/ws; "},
 		{"BadRequest", answer{status: 400, body: "Client sent an HTTP request to an HTTPS server.\n"}, `"Client sent an HTTP request to an HTTPS server."`},
 		{"Unauthorized", answer{status: 401, header: map[string]string{"Content-Type": "application/json"}, body: `{"error":{"code":"unauthorized","message":"no key"}}`}, "HTTP 401 Unauthorized"},
 		{"Forbidden", answer{status: 403, body: "forbidden\n"}, "HTTP 403 Forbidden"},
