@@ -181,7 +181,7 @@ func TestDial_HonoursRetryAfter(t *testing.T) {
 func TestDial_DeadlineWithRetriedAnswer(t *testing.T) {
 	t.Parallel()
 	f := newFront(t, nil, answer{status: 503, header: map[string]string{"Retry-After": "0"}})
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	_, err := Dial(ctx, Config{URLs: []string{f.WS()}, User: "u", Backoff: fastBackoff})
 	var ue *UpgradeError
@@ -207,7 +207,7 @@ func TestDial_ClosedPortIsRetried(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	rec := newRecorder()
-	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	_, err = Dial(ctx, rec.config(Config{URLs: []string{"ws://" + addr + "/ws"}, User: "u", Backoff: fastBackoff}))
 	var ue *UpgradeError
