@@ -11,9 +11,13 @@ LISTEN      ?= :8080
 run:
 	$(GO) run ./cmd/switchboard serve --dev --listen $(LISTEN)
 
-## build: build bin/switchboard
+## build: build bin/switchboard (BIN=path to put it elsewhere): a static binary (no cgo, no dynamic
+## loader), version stamped from `git describe --tags --always --dirty`, or "dev" outside a git
+## checkout (VERSION=v1.2.3 to set it); `switchboard version` prints it
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN     ?= bin/switchboard
 build:
-	$(GO) build -o bin/switchboard ./cmd/switchboard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/switchboard-rt/switchboard.Version=$(VERSION)" -o $(BIN) ./cmd/switchboard
 
 ## test: install what the tests need, then gofmt, vet, staticcheck, every Go test with -race (Redis required),
 ## the TypeScript client's tests and the browser tests

@@ -166,7 +166,7 @@ func TestProtocol_Transport(t *testing.T) {
 		t.Parallel()
 		// Short enough for a quick test, long enough that a live client
 		// under -race on a loaded machine answers within two beats.
-		const beat = 250 * time.Millisecond
+		const beat = 500 * time.Millisecond
 		srv := wstest.Start(t, switchboard.Config{Heartbeat: beat})
 		// A client that reads answers the server's pings (gorilla does it
 		// for us) and stays.

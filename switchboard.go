@@ -72,8 +72,12 @@ type Config struct {
 
 	// InstanceID names the instance. Default: random.
 	InstanceID string
-	// Address is the address other parties reach this instance at, shown in
-	// the instance registry. Default: the listener's address.
+	// Address is the address other parties reach this instance at,
+	// host:port, shown in the instance registry (GET /api/instances).
+	// Default: the listener's address when it names a host; for a wildcard
+	// listener (:8080, 0.0.0.0:8080, [::]:8080), an address of one of the
+	// machine's network interfaces (a private IPv4 address first) with the
+	// bound port, or 127.0.0.1 and the port when there is none.
 	Address string
 	// JWTSecret verifies HS256 tokens.
 	JWTSecret []byte
@@ -263,8 +267,10 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(i.log.Handler(), slog.LevelDebug),
 	}
-	if i.cfg.Address == "" {
-		i.hub.SetAddress(ln.Addr().String())
+	advertised := i.cfg.Address
+	if advertised == "" {
+		advertised = advertisedAddress(ln.Addr())
+		i.hub.SetAddress(advertised)
 	}
 	if i.cert != nil {
 		ln = tls.NewListener(ln, i.cert.config())
@@ -275,7 +281,7 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { hubDone <- i.hub.Run(runCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
-	i.log.Info("serving", "instance", i.hub.InstanceID(), "listen", ln.Addr().String())
+	i.log.Info("serving", "instance", i.hub.InstanceID(), "listen", ln.Addr().String(), "advertise", advertised)
 
 	var serveErr error
 	select {

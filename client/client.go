@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,12 +62,17 @@ type Client struct {
 }
 
 // Dial connects to one of cfg.URLs and returns once the server welcomed the
-// client. Until then it retries with back-off after network errors and
-// resumable close codes, until ctx ends; it fails at once, without retrying,
-// when the server refuses the credentials (a *CloseError with code 4003, or
-// an HTTP 4xx answer to the upgrade), closes with a code that means stop,
-// or Config.Token fails (a *TokenError). ctx bounds only Dial: the client
-// then lives until Close.
+// client. Until then it retries with back-off after network errors, HTTP
+// answers that may change (5xx, 408, 429; see UpgradeError) and resumable
+// close codes, until ctx ends; the error then wraps ctx's and the last
+// attempt's. It fails at once, without retrying, when the server answers
+// the upgrade with any other HTTP status (an *UpgradeError: the URL is not
+// a WebSocket endpoint, or a gateway refused the request), refuses the
+// credentials (a *CloseError with code 4003), closes with a code that means
+// stop, when Config.Token fails (a *TokenError), or when the TLS handshake
+// cannot succeed (an untrusted certificate, a wss:// URL of a server
+// without TLS; the error wraps crypto/tls's). ctx bounds only Dial: the
+// client then lives until Close.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -244,7 +250,9 @@ func (c *Client) run() {
 		wait = d.wait
 		switch d.delay {
 		case delayBackoff:
-			wait = c.bo.Delay(attempt)
+			// After a Retry-After, the jitter still spreads the clients
+			// that were all told the same delay.
+			wait = d.wait + c.bo.Delay(attempt)
 			attempt++
 		case delayLong:
 			// Rate limited for too long: wait at least half of Backoff.Max.
@@ -263,7 +271,7 @@ type outcome struct {
 	// welcomed is set when the server sent welcome.
 	welcomed bool
 	// err is why the connection ended: a *CloseError, a *TokenError, an
-	// *upgradeError or a network error.
+	// *UpgradeError or a network error.
 	err error
 	// reconnectAfter is set when the server sent server:reconnect.
 	reconnectAfter *time.Duration
@@ -281,18 +289,24 @@ const (
 type decision struct {
 	stop  error
 	delay delayKind
-	wait  time.Duration
+	// wait is the delay for delayExact, and the part of the delay before
+	// the jitter for delayBackoff (a Retry-After).
+	wait time.Duration
 }
 
 // decide applies PROTOCOL.md's close code table to how a connection ended.
-// Before the first welcome (everWelcomed false), credentials that the server
-// refuses stop the client too: Dial fails fast on them.
+// An HTTP answer that is not an upgrade stops the client unless a later
+// attempt may get another one (see UpgradeError). Before the first welcome
+// (everWelcomed false), credentials that the server refuses and a TLS
+// handshake that cannot succeed stop the client too: Dial fails fast on
+// them, while a client that once connected keeps trying, since the
+// deployment evidently can serve it.
 func decide(out outcome, everWelcomed, reconnectOnDisconnect bool) decision {
 	if out.reconnectAfter != nil {
 		return decision{delay: delayExact, wait: *out.reconnectAfter}
 	}
 	var te *TokenError
-	var ue *upgradeError
+	var ue *UpgradeError
 	switch code := CloseCode(out.err); {
 	case errors.Is(out.err, errUserChanged):
 		return decision{stop: out.err}
@@ -304,7 +318,11 @@ func decide(out outcome, everWelcomed, reconnectOnDisconnect bool) decision {
 		return decision{stop: out.err}
 	case errors.As(out.err, &te) && !everWelcomed:
 		return decision{stop: out.err}
-	case errors.As(out.err, &ue) && ue.status >= 400 && ue.status < 500 && !everWelcomed:
+	case errors.As(out.err, &ue) && !ue.retryable():
+		return decision{stop: out.err}
+	case errors.As(out.err, &ue):
+		return decision{delay: delayBackoff, wait: ue.RetryAfter}
+	case !everWelcomed && tlsRefused(out.err):
 		return decision{stop: out.err}
 	case code == protocol.CloseRateLimited:
 		return decision{delay: delayLong}
@@ -337,12 +355,21 @@ func (c *Client) stop(err error) {
 	default:
 	}
 	c.mu.Unlock()
-	if errors.Is(err, ErrClosed) && CloseCode(err) == 0 {
+	if err == ErrClosed { // Close, not a reason
 		err = nil
 	}
 	if changed && c.cfg.OnStateChange != nil {
 		c.cfg.OnStateChange(StateClosed, err)
 	}
+}
+
+// tlsRefused reports whether err is a TLS handshake that fails the same way
+// every time: the server's certificate is not trusted (see
+// Config.TLSConfig), or a wss:// URL names a server that does not speak TLS.
+func tlsRefused(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var rh tls.RecordHeaderError
+	return errors.As(err, &cv) || errors.As(err, &rh)
 }
 
 // nextURL picks the URL of a reconnection: a random one other than the last.

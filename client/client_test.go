@@ -303,8 +303,8 @@ func TestDial_Fails(t *testing.T) {
 		t.Parallel()
 		srv := wstest.Start(t, switchboard.Config{})
 		_, err := Dial(ctxT(t), Config{URLs: []string{"ws" + srv.URL[len("http"):] + "/nope"}, User: "u"})
-		var ue *upgradeError
-		if !errors.As(err, &ue) || ue.status != 404 {
+		var ue *UpgradeError
+		if !errors.As(err, &ue) || ue.StatusCode != 404 {
 			t.Errorf("Dial(wrong path) = %v, want an HTTP 404 at once", err)
 		}
 	})

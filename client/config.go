@@ -2,13 +2,15 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
+	"strings"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-rt/switchboard/internal/backoff"
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -85,10 +87,27 @@ type Config struct {
 	// Handler: messages of a new connection may be handled before the
 	// connected state is reported.
 	OnStateChange func(s State, err error)
-	// Dialer opens the WebSocket connections, for TLS settings or proxies.
-	// Its HandshakeTimeout is ignored for HandshakeTimeout. Default:
-	// websocket.DefaultDialer's settings.
-	Dialer *websocket.Dialer
+	// Header is sent with every upgrade request: an Origin, cookies, or
+	// the credentials of a gateway in front of the deployment (the
+	// Switchboard token travels in hello; see Token). The headers of the
+	// WebSocket handshake itself (Connection, Upgrade, Sec-WebSocket-*)
+	// are refused by Dial. Host sets the request's host.
+	Header http.Header
+	// TLSConfig is used for wss:// URLs: the root CAs to trust, client
+	// certificates. Default: the system's roots, and the URL's host as
+	// ServerName. The client does not modify it.
+	TLSConfig *tls.Config
+	// Proxy returns the URL of the proxy for an upgrade request, or nil
+	// for none, as http.Transport.Proxy does; http:// (CONNECT) and
+	// socks5:// proxies are supported. Default: http.ProxyFromEnvironment
+	// (HTTPS_PROXY, HTTP_PROXY, NO_PROXY); set a function that returns
+	// nil, nil to connect directly whatever the environment says.
+	Proxy func(*http.Request) (*url.URL, error)
+	// NetDial opens the network connection to addr (the host:port of the
+	// URL, or of the proxy), for example to pick a local address, resolve
+	// names another way or tunnel. TLS for wss:// URLs is done on top of
+	// the connection it returns. Default: a net.Dialer.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives the client's logs: Info for connections and
 	// disconnections, Debug for details. Nil discards them.
 	Logger *slog.Logger
@@ -119,7 +138,18 @@ func (c *Config) check() error {
 		if p.Scheme != "ws" && p.Scheme != "wss" {
 			return fmt.Errorf("client: Config.URLs[%d] %q: the scheme must be ws or wss", i, u)
 		}
+		if p.User != nil {
+			return fmt.Errorf("client: Config.URLs[%d]: a WebSocket URL holds no user name or password; use Config.Header", i)
+		}
+		if p.Host == "" {
+			return fmt.Errorf("client: Config.URLs[%d] %q: no host", i, u)
+		}
 	}
+	header, err := checkHeader(c.Header)
+	if err != nil {
+		return err
+	}
+	c.Header = header
 	if c.Token == nil && !protocol.ValidUser(c.User) {
 		return errors.New("client: set Config.Token, or Config.User to a valid user id for a server in dev mode")
 	}
@@ -145,6 +175,24 @@ func (c *Config) check() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// checkHeader returns a copy of h with canonical keys, so that a later
+// change by the caller does not race with a dial, or an error for a header
+// that the WebSocket handshake sets itself.
+func checkHeader(h http.Header) (http.Header, error) {
+	if h == nil {
+		return nil, nil
+	}
+	out := make(http.Header, len(h))
+	for k, vs := range h {
+		ck := http.CanonicalHeaderKey(k)
+		if ck == "Connection" || ck == "Upgrade" || strings.HasPrefix(ck, "Sec-Websocket-") {
+			return nil, fmt.Errorf("client: Config.Header: %s belongs to the WebSocket handshake and is set by the client", k)
+		}
+		out[ck] = append(out[ck], vs...)
+	}
+	return out, nil
 }
 
 func (b Backoff) internal() backoff.Backoff {

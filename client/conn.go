@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,19 +29,42 @@ const closeGrace = time.Second
 // first session's.
 var errUserChanged = errors.New("client: the server welcomed another user than before")
 
-// upgradeError is a WebSocket handshake the server answered with an HTTP
-// status other than 101.
-type upgradeError struct {
-	url    string
-	status int
-	err    error
+// maxRetryAfter caps the server's Retry-After: a misconfigured server (or
+// a clock far off, for an HTTP date) must not park the client for hours.
+const maxRetryAfter = 5 * time.Minute
+
+// newUpgradeError describes resp, the answer to an upgrade request that
+// did not upgrade.
+func newUpgradeError(url string, resp *http.Response, now time.Time) *UpgradeError {
+	ue := &UpgradeError{
+		URL: url, StatusCode: resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+		location:   resp.Header.Get("Location"),
+	}
+	if resp.Body != nil {
+		// The dialer keeps the first KiB of the body for us; no more.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		ue.Body = string(b)
+	}
+	return ue
 }
 
-func (e *upgradeError) Error() string {
-	return fmt.Sprintf("dial %s: HTTP status %d: %v", e.url, e.status, e.err)
+// parseRetryAfter reads a Retry-After header, delay-seconds or an HTTP
+// date (RFC 9110, section 10.2.3), capped at maxRetryAfter; 0 when absent
+// or malformed.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		d = time.Duration(min(max(n, 0), int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
 }
-
-func (e *upgradeError) Unwrap() error { return e.err }
 
 var pingFrame = []byte(`{"type":"ping"}`)
 
@@ -86,10 +113,10 @@ func (c *Client) connect(url string) outcome {
 		c: c, url: url,
 		done: make(chan struct{}), welcomed: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
-	ws, resp, err := c.dialer(&cn.lastRead).DialContext(ctx, url, nil)
+	ws, resp, err := c.dialer(&cn.lastRead).DialContext(ctx, url, c.cfg.Header)
 	if err != nil {
-		if resp != nil {
-			return outcome{err: &upgradeError{url: url, status: resp.StatusCode, err: err}}
+		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+			return outcome{err: newUpgradeError(url, resp, time.Now())}
 		}
 		return outcome{err: fmt.Errorf("dial %s: %w", url, err)}
 	}
@@ -137,42 +164,30 @@ func (c *Client) connect(url string) outcome {
 	return out
 }
 
-// dialer returns Config.Dialer (or the default one) with its connections
-// wrapped so that every byte read touches lastRead: a large frame that
-// arrives slowly keeps its connection alive.
+// dialer returns a WebSocket dialer made from Config, whose connections
+// touch lastRead with every byte read: a large frame that arrives slowly
+// keeps its connection alive.
 func (c *Client) dialer(lastRead *atomic.Int64) *websocket.Dialer {
-	d := *websocket.DefaultDialer
-	if c.cfg.Dialer != nil {
-		d = *c.cfg.Dialer
-	}
-	wrap := func(nc net.Conn, err error) (net.Conn, error) {
-		if err != nil {
-			return nil, err
-		}
-		return &liveConn{Conn: nc, lastRead: lastRead}, nil
-	}
-	switch {
-	case d.NetDialContext != nil:
-		dial := d.NetDialContext
-		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return wrap(dial(ctx, network, addr))
-		}
-	case d.NetDial != nil:
-		dial := d.NetDial
-		d.NetDial = func(network, addr string) (net.Conn, error) { return wrap(dial(network, addr)) }
-	default:
+	dial := c.cfg.NetDial
+	if dial == nil {
 		var nd net.Dialer
-		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return wrap(nd.DialContext(ctx, network, addr))
-		}
+		dial = nd.DialContext
 	}
-	if d.NetDialTLSContext != nil {
-		dial := d.NetDialTLSContext
-		d.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return wrap(dial(ctx, network, addr))
-		}
+	proxy := c.cfg.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
 	}
-	return &d
+	return &websocket.Dialer{
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &liveConn{Conn: nc, lastRead: lastRead}, nil
+		},
+		Proxy:           proxy,
+		TLSClientConfig: c.cfg.TLSConfig,
+	}
 }
 
 // liveConn records when bytes last arrived.

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -43,9 +44,22 @@ func TestDecide(t *testing.T) {
 		{name: "HandshakeTimeout", out: outcome{err: errHandshakeTimeout}, delay: delayBackoff},
 		{name: "TokenErrorAtDial", out: outcome{err: &TokenError{Err: io.EOF}}, stop: true},
 		{name: "TokenErrorLater", out: outcome{err: &TokenError{Err: io.EOF}}, everWelcomed: true, delay: delayBackoff},
-		{name: "UpgradeRefusedAtDial", out: outcome{err: &upgradeError{status: 401, err: io.EOF}}, stop: true},
-		{name: "UpgradeRefusedLater", out: outcome{err: &upgradeError{status: 404, err: io.EOF}}, everWelcomed: true, delay: delayBackoff},
-		{name: "Draining503AtDial", out: outcome{err: &upgradeError{status: 503, err: io.EOF}}, delay: delayBackoff},
+		{name: "UpgradeRefusedAtDial", out: outcome{err: &UpgradeError{StatusCode: 401}}, stop: true},
+		{name: "UpgradeRefusedLater", out: outcome{err: &UpgradeError{StatusCode: 404}}, everWelcomed: true, stop: true},
+		{name: "NoUpgradeAtDial", out: outcome{err: &UpgradeError{StatusCode: 200}}, stop: true},
+		{name: "NoUpgradeLater", out: outcome{err: &UpgradeError{StatusCode: 200}}, everWelcomed: true, stop: true},
+		{name: "Redirect", out: outcome{err: &UpgradeError{StatusCode: 302}}, stop: true},
+		{name: "BadHandshake101", out: outcome{err: &UpgradeError{StatusCode: 101}}, stop: true},
+		{name: "Draining503AtDial", out: outcome{err: &UpgradeError{StatusCode: 503}}, delay: delayBackoff},
+		{name: "Draining503Later", out: outcome{err: &UpgradeError{StatusCode: 503}}, everWelcomed: true, delay: delayBackoff},
+		{name: "RetryAfterIsTheFloor", out: outcome{err: &UpgradeError{StatusCode: 503, RetryAfter: 3 * time.Second}}, delay: delayBackoff, wait: 3 * time.Second},
+		{name: "BadGateway", out: outcome{err: &UpgradeError{StatusCode: 502}}, delay: delayBackoff},
+		{name: "InternalServerError", out: outcome{err: &UpgradeError{StatusCode: 500}}, delay: delayBackoff},
+		{name: "RequestTimeout", out: outcome{err: &UpgradeError{StatusCode: 408}}, delay: delayBackoff},
+		{name: "TooManyRequests", out: outcome{err: &UpgradeError{StatusCode: 429, RetryAfter: time.Second}}, delay: delayBackoff, wait: time.Second},
+		{name: "UntrustedCertificateAtDial", out: outcome{err: fmt.Errorf("dial: %w", &tls.CertificateVerificationError{Err: io.EOF})}, stop: true},
+		{name: "UntrustedCertificateLater", out: outcome{err: fmt.Errorf("dial: %w", &tls.CertificateVerificationError{Err: io.EOF})}, everWelcomed: true, delay: delayBackoff},
+		{name: "NotTLSAtDial", out: outcome{err: fmt.Errorf("dial: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"})}, stop: true},
 		{name: "UserChanged", out: outcome{err: fmt.Errorf("%w: x", errUserChanged)}, everWelcomed: true, stop: true},
 	}
 	for _, tt := range tests {

@@ -268,7 +268,7 @@ func TestClient_SlowConsumer(t *testing.T) {
 	cfg := rec.config(Config{
 		URLs: []string{srv.WS}, User: "slow", QueueLength: 1,
 		HeartbeatTimeout: 300 * time.Millisecond, // waiting for the handler is not a dead connection
-		Dialer:           wstest.SmallReceiveBuffer(4 << 10),
+		NetDial:          wstest.SmallReceiveBuffer(4 << 10).NetDialContext,
 	})
 	handle := cfg.Handler
 	cfg.Handler = func(m Message) {

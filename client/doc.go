@@ -17,6 +17,29 @@
 // pings after half of it) is dropped and replaced. The state (connecting,
 // connected, disconnected, closed) is reported to Config.OnStateChange.
 //
+// # Failing fast
+//
+// The client retries only what can succeed later: network errors (refused
+// connections, resets, timeouts), and HTTP answers to the upgrade request
+// that say "not now": 5xx (an instance that drains answers 503, a load
+// balancer without a healthy backend 502), 408 and 429. When the answer
+// carries Retry-After (capped at 5 minutes), the next attempt waits that
+// long plus the usual jittered back-off, so that the clients told the same
+// delay do not all come back at once. Any other answer, such as 200 from a
+// web page, a redirect, 401 or 403 from a gateway, or 404 for a wrong
+// path, would be the same on every attempt: Dial returns it at once, and a
+// running client whose reconnection gets it stops, as an *UpgradeError
+// holding the HTTP status (errors.As; it matches ErrClosed). Before the
+// first welcome, the client also stops when the server refuses the token
+// (close code 4003), when Config.Token fails, and when the TLS handshake
+// cannot succeed (an untrusted certificate, a wss:// URL of a server
+// without TLS), so that a mistake in the configuration shows at Dial
+// instead of as endless reconnections.
+//
+// The connections are made with Config.NetDial, Config.TLSConfig,
+// Config.Proxy and Config.Header, all standard library types: the
+// package's API exposes no type of the WebSocket library it uses.
+//
 // # Exactly once, in order
 //
 // The client remembers, per joined room and for its inbox, the position of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	switchboard "github.com/switchboard-rt/switchboard"
@@ -202,4 +203,25 @@ func ExampleClient_History() {
 	// Output:
 	// 2 "two"
 	// 3 "three"
+}
+
+// Dial fails at once when the URL answers without upgrading to a
+// WebSocket: here the path is wrong, and the server answers 404. The
+// *UpgradeError carries the HTTP status.
+func ExampleUpgradeError() {
+	_, url, stop := startServer()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	wrong := strings.TrimSuffix(url, "/ws") + "/socket"
+	_, err := client.Dial(ctx, client.Config{URLs: []string{wrong}, User: "hank"})
+	var ue *client.UpgradeError
+	if errors.As(err, &ue) {
+		fmt.Println("HTTP status:", ue.StatusCode)
+		fmt.Println("retried until ctx ended:", errors.Is(err, context.DeadlineExceeded))
+	}
+	// Output:
+	// HTTP status: 404
+	// retried until ctx ended: false
 }

@@ -88,6 +88,9 @@ func parseBenchFlags(workload string, args []string, help io.Writer) (bench.Conf
 	noEnv := func(string) (string, bool) { return "", false }
 	fs := newFlagSet("bench "+workload, noEnv)
 	fs.help = help
+	fs.about = "usage: switchboard bench " + workload + " [flags]\n\n" +
+		"Load-tests running instances on this machine (loopback only). Reads no\n" +
+		"environment variables.\n"
 	var (
 		urls, apis                         listValue
 		target                             string

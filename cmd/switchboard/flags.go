@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +31,12 @@ type flagSet struct {
 	env lookupEnv
 	// alias maps extra environment variables to flags (REDIS_URL).
 	alias map[string]string
-	// help receives the flag list for -h. Default: os.Stderr.
+	// help receives the usage for -h. Default: os.Stderr.
 	help io.Writer
+	// about opens the usage: the command line and what the command does.
+	about string
+	// showEnv lists each flag's environment variables in the usage.
+	showEnv bool
 	// failed is the first bad value met while parsing, with its flag.
 	failed *flagError
 }
@@ -44,6 +49,9 @@ func newFlagSet(name string, env lookupEnv) *flagSet {
 
 // errExtraArgs is a command line with words that are not flags.
 var errExtraArgs = errors.New("unexpected argument")
+
+// errHelp says that -h was asked for and the usage printed: exit 0.
+var errHelp = errors.New("help printed")
 
 // countedValue counts how often a flag was set on the command line, and
 // records a bad value with the flag's name, whatever words the flag
@@ -110,9 +118,10 @@ func (fs *flagSet) parse(args []string) error {
 	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(fs.help)
-			fs.PrintDefaults()
-			return errUsage
+			if _, werr := io.WriteString(fs.help, fs.usage()); werr != nil {
+				return fmt.Errorf("print help: %w", werr)
+			}
+			return errHelp
 		}
 		if fs.failed != nil {
 			return fs.failed
@@ -129,15 +138,12 @@ func (fs *flagSet) parse(args []string) error {
 		if err != nil || given[f.Name] {
 			return
 		}
-		names := []string{envName(f.Name)}
-		for alias, target := range fs.alias {
-			if target == f.Name {
-				names = append(names, alias)
-			}
-		}
-		for _, name := range names {
+		for _, name := range fs.envNames(f.Name) {
 			if v, ok := fs.env(name); ok && v != "" {
-				if serr := f.Value.Set(v); serr != nil {
+				// The flag's own Value: the counting wrapper would
+				// count the variable as a use on the command line and
+				// wrap its error a second time.
+				if serr := unwrapValue(f.Value).Set(v); serr != nil {
 					err = &flagError{flag: f.Name, err: fmt.Errorf("invalid value %q in %s: %s", v, name, fs.want(f.Name, serr.Error()))}
 				}
 				return
@@ -145,6 +151,102 @@ func (fs *flagSet) parse(args []string) error {
 		}
 	})
 	return err
+}
+
+// envNames returns the environment variables of a flag: its own, then its
+// aliases.
+func (fs *flagSet) envNames(flagName string) []string {
+	var aliases []string
+	for alias, target := range fs.alias {
+		if target == flagName {
+			aliases = append(aliases, alias)
+		}
+	}
+	slices.Sort(aliases)
+	return append([]string{envName(flagName)}, aliases...)
+}
+
+// usage returns the help of -h: about, then every flag with the kind of
+// value it takes, its environment variables (when the command reads them),
+// what it does and its default. A usage text that states the default
+// itself ("(default: random)") gets none added.
+func (fs *flagSet) usage() string {
+	var b strings.Builder
+	b.WriteString(fs.about)
+	b.WriteString("\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		head := "  --" + f.Name
+		if kind := valueKind(f.Value); kind != "" {
+			head += " " + kind
+		}
+		if fs.showEnv {
+			head = fmt.Sprintf("%-34s %s", head, strings.Join(fs.envNames(f.Name), ", "))
+		}
+		b.WriteString(head + "\n        " + f.Usage)
+		if zero := f.DefValue == "" || f.DefValue == "0" || f.DefValue == "false" || f.DefValue == "0s"; !zero && !strings.Contains(f.Usage, "(default") {
+			fmt.Fprintf(&b, " (default %s)", shortDuration(f.DefValue))
+		}
+		b.WriteString("\n")
+	})
+	return b.String()
+}
+
+// shortDuration drops the zero tail of a duration's text: 5m0s is 5m,
+// 1h0m0s is 1h. Other text is returned as it is.
+func shortDuration(s string) string {
+	if _, err := time.ParseDuration(s); err != nil {
+		return s
+	}
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
+
+// unwrapValue returns the Value a countedValue wraps, or v.
+func unwrapValue(v flag.Value) flag.Value {
+	switch cv := v.(type) {
+	case *countedValue:
+		return cv.Value
+	case *countedBool:
+		return cv.Value
+	}
+	return v
+}
+
+// valueKind names the kind of value a flag takes, for the usage; "" for a
+// boolean, which takes none.
+func valueKind(v flag.Value) string {
+	v = unwrapValue(v)
+	switch v.(type) {
+	case *sizeValue:
+		return "size"
+	case *listValue:
+		return "list"
+	case *addressValue:
+		return "host:port"
+	}
+	if b, ok := v.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return ""
+	}
+	g, ok := v.(flag.Getter)
+	if !ok {
+		return "value"
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "duration"
+	case int, int64, uint, uint64:
+		return "int"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	}
+	return "value"
 }
 
 // explain turns the flag package's errors that no Value saw (unknown flags,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeEnv is a lookupEnv backed by a map.
@@ -212,20 +213,25 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// After parse has wrapped every value, PrintDefaults (used by -h) still
-// lists each flag with its default; package flag calls String on a zero
-// value of each Value type to find out which defaults to print.
-func TestFlagSet_PrintDefaultsAfterParse(t *testing.T) {
+// After parse has wrapped every value, the usage still shows each flag
+// with the kind of value it takes and its default, once.
+func TestFlagSet_UsageAfterParse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
 		def  func(fs *flagSet)
 		want string
 	}{
-		{"String", func(fs *flagSet) { fs.String("listen", ":8080", "address") }, ":8080"},
-		{"Bool", func(fs *flagSet) { fs.Bool("dev", false, "development mode") }, "development mode"},
-		{"Size", func(fs *flagSet) { v := sizeValue(1 << 20); fs.Var(&v, "send-queue", "queue") }, "(default 1048576)"},
-		{"List", func(fs *flagSet) { var v listValue; fs.Var(&v, "allowed-origins", "origins") }, "origins"},
+		{"String", func(fs *flagSet) { fs.String("listen", ":8080", "address") }, "  --listen string\n        address (default :8080)\n"},
+		{"Bool", func(fs *flagSet) { fs.Bool("dev", false, "development mode") }, "  --dev\n        development mode\n"},
+		{"BoolTrue", func(fs *flagSet) { fs.Bool("batch", true, "batches") }, "  --batch\n        batches (default true)\n"},
+		{"Int", func(fs *flagSet) { fs.Int("burst", 100, "burst") }, "  --burst int\n        burst (default 100)\n"},
+		{"IntZero", func(fs *flagSet) { fs.Int("conns", 0, "conns (default 1000)") }, "  --conns int\n        conns (default 1000)\n"},
+		{"Float", func(fs *flagSet) { fs.Float64("rate", 2.5, "rate") }, "  --rate number\n        rate (default 2.5)\n"},
+		{"Duration", func(fs *flagSet) { fs.Duration("ttl", time.Hour, "ttl") }, "  --ttl duration\n        ttl (default 1h)\n"},
+		{"DurationMinutes", func(fs *flagSet) { fs.Duration("ttl", 90*time.Minute, "ttl") }, "  --ttl duration\n        ttl (default 1h30m)\n"},
+		{"Size", func(fs *flagSet) { v := sizeValue(1 << 20); fs.Var(&v, "send-queue", "queue (default 1MiB)") }, "  --send-queue size\n        queue (default 1MiB)\n"},
+		{"List", func(fs *flagSet) { var v listValue; fs.Var(&v, "allowed-origins", "origins") }, "  --allowed-origins list\n        origins\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,12 +241,67 @@ func TestFlagSet_PrintDefaultsAfterParse(t *testing.T) {
 			if err := fs.parse(nil); err != nil {
 				t.Fatalf("parse(nil) = %v", err)
 			}
-			var out bytes.Buffer
-			fs.SetOutput(&out)
-			fs.PrintDefaults()
-			if got := out.String(); strings.Contains(got, "panic") || !strings.Contains(got, tt.want) {
-				t.Errorf("PrintDefaults() = %q, want %q in it and no panic", got, tt.want)
+			if got := fs.usage(); !strings.Contains(got, tt.want) {
+				t.Errorf("usage() = %q, want %q in it", got, tt.want)
 			}
 		})
+	}
+}
+
+// The usage of a command that reads the environment names each flag's
+// variables, aliases too.
+func TestFlagSet_UsageNamesEnvironment(t *testing.T) {
+	t.Parallel()
+	fs := newFlagSet("test", noEnv)
+	fs.showEnv = true
+	fs.String("redis", "", "Redis URL")
+	fs.alias["REDIS_URL"] = "redis"
+	fs.Bool("dev", false, "development mode")
+	got := fs.usage()
+	for _, want := range []string{"  --redis string                   SWITCHBOARD_REDIS, REDIS_URL\n", "  --dev                            SWITCHBOARD_DEV\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("usage() = %q, want %q in it", got, want)
+		}
+	}
+}
+
+// Every command answers -h, --help and -help with its usage on stdout and
+// exit code 0, and "help CMD" does the same as "CMD -h".
+func TestRun_Help(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "-h"}, "usage: switchboard serve"},
+		{[]string{"token", "-h"}, "usage: switchboard token"},
+		{[]string{"token", "--help"}, "SWITCHBOARD_JWT_SECRET"},
+		{[]string{"bench", "-h"}, "usage: switchboard bench"},
+		{[]string{"bench", "fanout", "-h"}, "usage: switchboard bench fanout"},
+		{[]string{"bench", "idle", "--help"}, "--conns int"},
+		{[]string{"version", "-h"}, "usage: switchboard version"},
+		{[]string{"version", "--help"}, "usage: switchboard version"},
+		{[]string{"help", "serve"}, "usage: switchboard serve"},
+		{[]string{"help", "token"}, "usage: switchboard token"},
+		{[]string{"-help"}, "usage:"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runCmd(t, tt.args...)
+			if code != 0 || stderr != "" || !strings.Contains(stdout, tt.want) {
+				t.Errorf("run(%q) = %d, stdout %q, stderr %q; want 0 and %q on stdout", tt.args, code, stdout, stderr, tt.want)
+			}
+		})
+	}
+}
+
+// version takes no arguments.
+func TestRun_VersionArgument(t *testing.T) {
+	t.Parallel()
+	args := []string{"version", "extra"}
+	code, stdout, stderr := runCmd(t, args...)
+	if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "extra") {
+		t.Errorf("run(%q) = %d, stdout %q, stderr %q; want 2 and one line naming the argument", args, code, stdout, stderr)
 	}
 }

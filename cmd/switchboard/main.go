@@ -24,7 +24,8 @@ const usage = `usage:
   switchboard token --user ID [--rooms P,..] [--ttl 1h]     print a HS256 token (uses --jwt-secret)
   switchboard bench idle|fanout|rooms [flags]               load-test running instances on this machine
   switchboard version                                       print the version
-Run 'switchboard serve -h' for the flags of a command.
+Run 'switchboard serve -h' (or 'switchboard help serve') for the flags of a
+command; serve reads each flag from SWITCHBOARD_<FLAG> too.
 `
 
 func main() {
@@ -43,14 +44,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(args[1:], os.LookupEnv, stderr)
+		err = serve(args[1:], os.LookupEnv, stdout, stderr)
 	case "token":
 		err = token(args[1:], os.LookupEnv, stdout)
 	case "bench":
 		err = benchCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		err = version(stdout)
-	case "help", "-h", "--help":
+		err = version(args[1:], stdout)
+	case "help", "-h", "--help", "-help":
+		if len(args) == 2 && args[0] == "help" && args[1] != "help" {
+			// switchboard help serve: the usage of serve.
+			return run([]string{args[1], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
@@ -58,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage):
 		return 2

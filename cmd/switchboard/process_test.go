@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -48,9 +49,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// switchboardBinary builds this command once per test run and returns the
-// path of the binary. SWITCHBOARD_PROCESS_RACE=1 builds it with -race, so
-// that the instances themselves report data races (slower).
+// switchboardBinary builds this command once per test run, static as
+// `make build` builds it, and returns the path of the binary.
+// SWITCHBOARD_PROCESS_RACE=1 builds it with -race instead, so that the
+// instances themselves report data races (slower).
 func switchboardBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -60,10 +62,17 @@ func switchboardBinary(t testing.TB) string {
 		}
 		bin := filepath.Join(buildDir, "switchboard")
 		args := []string{"build", "-o", bin}
+		env := os.Environ()
 		if os.Getenv("SWITCHBOARD_PROCESS_RACE") != "" {
 			args = append(args, "-race")
+		} else {
+			// As `make build` does, so that TestMakeBuild_StaticWithVersion
+			// finds the packages compiled and only links.
+			args = append(args, "-trimpath")
+			env = append(env, "CGO_ENABLED=0")
 		}
 		cmd := exec.Command(goTool(), append(args, ".")...)
+		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
@@ -163,6 +172,12 @@ func startInstanceAt(t testing.TB, name, listen string, args ...string) *instanc
 		t.Fatalf("instance %s exited at start (%v):\n%s", name, in.state, in.logs.tail(16<<10))
 	case <-time.After(20 * time.Second):
 		t.Fatalf("instance %s did not log its listen address within 20s:\n%s", name, in.logs.tail(16<<10))
+	}
+	if host, port, err := net.SplitHostPort(in.addr); err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+			// A wildcard listener (--listen :0) is reached on loopback.
+			in.addr = net.JoinHostPort("127.0.0.1", port)
+		}
 	}
 	in.url, in.ws = "http://"+in.addr, "ws://"+in.addr+"/ws"
 	if slices.Contains(args, "--tls-cert") {

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +25,7 @@ import (
 // line").
 type serveFlags struct {
 	listen         string
+	advertise      addressValue
 	redis          string
 	redisCluster   bool
 	redisSentinel  string
@@ -54,6 +57,16 @@ type serveFlags struct {
 	maxQueuedBytes sizeValue
 }
 
+// serveAbout opens the usage of serve.
+const serveAbout = `usage: switchboard serve [flags]
+
+Runs one instance: WebSocket sessions at /ws, the HTTP API under /api,
+/healthz, /readyz and /metrics, all on --listen. Every flag can also be set
+with the environment variable shown beside it (REDIS_URL too, for --redis);
+a flag on the command line wins. A malformed value stops the process at
+start with one line naming the flag.
+`
+
 func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
 	return parseServeFlagsTo(args, env, os.Stderr)
 }
@@ -63,13 +76,16 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20, maxQueuedBytes: 1 << 30}
 	fs := newFlagSet("serve", env)
 	fs.help = help
+	fs.about = serveAbout
+	fs.showEnv = true
 	fs.StringVar(&f.listen, "listen", ":8080", "address for WebSocket, API, health and metrics")
+	fs.Var(&f.advertise, "advertise", "host:port others reach this instance at, shown in GET /api/instances (default: the --listen address, or for a wildcard one an interface address of this machine and the bound port)")
 	fs.StringVar(&f.redis, "redis", "", "redis://host:port/db; empty runs the embedded memory broker")
 	fs.alias["REDIS_URL"] = "redis"
 	fs.BoolVar(&f.redisCluster, "redis-cluster", false, "--redis lists seed nodes of a Redis Cluster; use sharded pub/sub")
 	fs.StringVar(&f.redisSentinel, "redis-sentinel", "", "name of the primary that the sentinels listed in --redis monitor")
 	fs.StringVar(&f.redisPrefix, "redis-prefix", "sb", "prefix of every Redis key and channel")
-	fs.StringVar(&f.instanceID, "instance-id", "", "this instance's id (default random)")
+	fs.StringVar(&f.instanceID, "instance-id", "", "this instance's id (default: random)")
 	fs.StringVar(&f.jwtSecret, "jwt-secret", "", "HS256 secret for tokens")
 	fs.StringVar(&f.jwtPublicKey, "jwt-public-key", "", "PEM file with the RS256/ES256 public key for tokens")
 	fs.StringVar(&f.apiKey, "api-key", "", "HTTP API key; empty disables the API (except in --dev)")
@@ -79,7 +95,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.IntVar(&f.historySize, "history-size", 100, "messages kept per room")
 	fs.DurationVar(&f.historyTTL, "history-ttl", 5*time.Minute, "how long history lives after a room's last publish")
 	fs.DurationVar(&f.idempotencyTTL, "idempotency-ttl", 5*time.Minute, "how long a publish key is remembered")
-	fs.Var(&f.maxFrame, "max-frame", "largest client frame in bytes (default 65536)")
+	fs.Var(&f.maxFrame, "max-frame", "largest client frame in bytes, e.g. 65536 or 64KiB")
 	fs.IntVar(&f.maxRooms, "max-rooms", 128, "rooms one session may join")
 	fs.Float64Var(&f.rate, "rate", 50, "client frames per second per session")
 	fs.IntVar(&f.burst, "burst", 100, "burst of client frames per session")
@@ -189,6 +205,69 @@ func (f *serveFlags) checkRedis() error {
 	return nil
 }
 
+// addressValue is a host:port flag that others can connect to (see
+// checkAdvertise).
+type addressValue string
+
+func (v *addressValue) String() string { return string(*v) }
+
+func (v *addressValue) Set(s string) error {
+	if err := checkAdvertise(s); err != nil {
+		return err
+	}
+	*v = addressValue(s)
+	return nil
+}
+
+// checkAdvertise accepts a host:port that others can connect to: a host
+// name or an IP address that is not a wildcard, and a port from 1 to 65535.
+func checkAdvertise(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return errors.New("want host:port, such as 10.0.0.5:8080 or sb-1.internal:8080")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errors.New("want a port from 1 to 65535")
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		switch ip = ip.Unmap(); {
+		case ip.IsUnspecified():
+			return errors.New("a wildcard address cannot be reached; name an address of this machine")
+		case ip.Zone() != "", ip.IsMulticast():
+			return errors.New("want a unicast address without a zone")
+		}
+		return nil
+	}
+	if !validHostname(host) {
+		return errors.New("want a host name or an IP address before the port")
+	}
+	return nil
+}
+
+// validHostname reports whether host is a DNS name: dot-separated labels of
+// 1-63 letters, digits, '-' (not at either end) and '_', at most 253
+// characters, the last label not all digits (that would be a malformed IP
+// address).
+func validHostname(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	labels := strings.Split(host, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}
+
 func (f *serveFlags) logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(f.logLevel))
@@ -203,7 +282,7 @@ func (f *serveFlags) logger(w io.Writer) *slog.Logger {
 func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 	cfg := switchboard.Config{
 		HistorySize: f.historySize, HistoryTTL: f.historyTTL, IdempotencyTTL: f.idempotencyTTL,
-		InstanceID: f.instanceID, JWTSecret: []byte(f.jwtSecret), APIKey: f.apiKey, Dev: f.dev,
+		InstanceID: f.instanceID, Address: string(f.advertise), JWTSecret: []byte(f.jwtSecret), APIKey: f.apiKey, Dev: f.dev,
 		AllowedOrigins: f.allowedOrigins, NoDirect: f.noDirect,
 		MaxFrameBytes: int64(f.maxFrame), MaxRooms: f.maxRooms, Rate: f.rate, Burst: f.burst,
 		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,
@@ -233,8 +312,8 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 // (docs/operations.md has the numbers).
 const defaultGCPercent = 50
 
-func serve(args []string, env lookupEnv, stderr io.Writer) error {
-	f, err := parseServeFlagsTo(args, env, stderr)
+func serve(args []string, env lookupEnv, stdout, stderr io.Writer) error {
+	f, err := parseServeFlagsTo(args, env, stdout)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ type serveField func(*serveFlags) any
 
 var serveFields = map[string]serveField{
 	"listen":           func(f *serveFlags) any { return f.listen },
+	"advertise":        func(f *serveFlags) any { return string(f.advertise) },
 	"redis":            func(f *serveFlags) any { return f.redis },
 	"redis-cluster":    func(f *serveFlags) any { return f.redisCluster },
 	"redis-sentinel":   func(f *serveFlags) any { return f.redisSentinel },
@@ -55,6 +57,7 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		want any
 	}{
 		{"listen", ":8080"},
+		{"advertise", ""},
 		{"redis", ""},
 		{"redis-cluster", false},
 		{"redis-sentinel", ""},
@@ -100,6 +103,7 @@ var serveEnvCases = []struct {
 	want  any
 }{
 	{"listen", "127.0.0.1:9000", "127.0.0.1:9000"},
+	{"advertise", "sb-1.internal:8080", "sb-1.internal:8080"},
 	{"redis", "redis://cache:6379/2", "redis://cache:6379/2"},
 	{"redis-prefix", "app", "app"},
 	{"instance-id", "i-7", "i-7"},
@@ -323,6 +327,8 @@ func TestParseServeFlags_EnvErrors(t *testing.T) {
 		{"UnknownLogLevel", fakeEnv{"SWITCHBOARD_LOG_LEVEL": "loud"}, "log-level", ""},
 		{"RedisPrefixWithBraces", fakeEnv{"SWITCHBOARD_REDIS_PREFIX": "{sb}"}, "redis-prefix", ""},
 		{"ShortJWTSecret", fakeEnv{"SWITCHBOARD_JWT_SECRET": "short"}, "jwt-secret", ""},
+		{"AdvertiseWildcard", fakeEnv{"SWITCHBOARD_ADVERTISE": "0.0.0.0:8080"}, "advertise", "SWITCHBOARD_ADVERTISE"},
+		{"AdvertiseNoPort", fakeEnv{"SWITCHBOARD_ADVERTISE": "sb-1.internal"}, "advertise", "SWITCHBOARD_ADVERTISE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,6 +337,9 @@ func TestParseServeFlags_EnvErrors(t *testing.T) {
 			wantFlagErr(t, err, tt.flag)
 			if tt.from != "" && err != nil && !strings.Contains(err.Error(), tt.from) {
 				t.Errorf("err = %q, want it to name %s", err, tt.from)
+			}
+			if err != nil && strings.Count(err.Error(), "invalid value") > 1 {
+				t.Errorf("err = %q, says \"invalid value\" more than once", err)
 			}
 		})
 	}
@@ -384,6 +393,12 @@ func TestRun_ServeFlagErrors(t *testing.T) {
 		{"JWTSecretShort", []string{"--jwt-secret", "fifteen-bytes!!"}, "jwt-secret"},
 		{"NoKeyWithoutDev", []string{"--listen", "127.0.0.1:0"}, "jwt-secret"},
 		{"ListenWithoutPort", []string{"--dev", "--listen", "localhost"}, "listen"},
+		{"AdvertiseWildcard", []string{"--dev", "--advertise", "0.0.0.0:8080"}, "advertise"},
+		{"AdvertiseIPv6Wildcard", []string{"--dev", "--advertise", "[::]:8080"}, "advertise"},
+		{"AdvertiseWithoutHost", []string{"--dev", "--advertise", ":8080"}, "advertise"},
+		{"AdvertiseWithoutPort", []string{"--dev", "--advertise", "10.0.0.5"}, "advertise"},
+		{"AdvertisePortZero", []string{"--dev", "--advertise", "10.0.0.5:0"}, "advertise"},
+		{"AdvertiseEmpty", []string{"--dev", "--advertise="}, "advertise"},
 		{"GivenTwice", []string{"--dev", "--listen", ":1", "--listen", ":2"}, "listen"},
 		{"UnknownFlag", []string{"--dev", "--no-such-flag"}, "no-such-flag"},
 		{"MissingValue", []string{"--dev", "--listen"}, "listen"},
@@ -416,13 +431,99 @@ func TestRun_ServeUnexpectedArgument(t *testing.T) {
 	}
 }
 
-// serve -h lists the flags on the writer run was given, not on the
-// process's os.Stderr.
+func TestCheckAdvertise(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"10.0.0.5:8080", true},
+		{"sb-1.internal:8080", true},
+		{"sb-1.internal.:8080", true},
+		{"localhost:1", true},
+		{"node_7:65535", true},
+		{"[2001:db8::1]:443", true},
+		{"[fd00::2]:8080", true},
+		{"", false},
+		{"10.0.0.5", false},
+		{":8080", false},
+		{"0.0.0.0:8080", false},
+		{"[::]:8080", false},
+		{"[::ffff:0.0.0.0]:8080", false},
+		{"10.0.0.5:0", false},
+		{"10.0.0.5:65536", false},
+		{"10.0.0.5:http", false},
+		{"10.0.0.5:-1", false},
+		{"[fe80::1%eth0]:8080", false},
+		{"224.0.0.1:8080", false},
+		{"256.1.1.1:8080", false},
+		{"1.2.3:8080", false},
+		{"bad host:8080", false},
+		{"-sb.internal:8080", false},
+		{"sb..internal:8080", false},
+		{"sb/1:8080", false},
+		{"http://sb-1:8080", false},
+		{strings.Repeat("a", 64) + ".example:80", false},
+		{"2001:db8::1:443", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			if err := checkAdvertise(tt.in); (err == nil) != tt.ok {
+				t.Errorf("checkAdvertise(%q) = %v, want ok %v", tt.in, err, tt.ok)
+			}
+		})
+	}
+}
+
+// serve -h prints the usage on stdout and exits 0: every flag once, with
+// its environment variable and its default, each default once.
 func TestRun_ServeHelpListsFlags(t *testing.T) {
 	t.Parallel()
-	args := []string{"serve", "-h"}
-	_, stdout, stderr := runCmd(t, args...)
-	if out := stdout + stderr; !strings.Contains(out, "-send-queue") || strings.Contains(out, "panic") {
-		t.Errorf("run(%q) printed %q, want the flags listed", args, out)
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		t.Run(arg, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runCmd(t, "serve", arg)
+			if code != 0 || stderr != "" {
+				t.Fatalf("run(serve %s) = %d, stderr %q; want 0 and nothing on stderr", arg, code, stderr)
+			}
+			checkServeHelp(t, stdout)
+		})
+	}
+}
+
+// checkServeHelp checks the usage of serve: the same for the in-process
+// command and the built binary.
+func checkServeHelp(t *testing.T, help string) {
+	t.Helper()
+	if !strings.HasPrefix(help, "usage: switchboard serve") {
+		t.Errorf("help starts %q, want the usage line", help[:min(len(help), 40)])
+	}
+	for name := range serveFields {
+		entry := regexp.MustCompile(`(?m)^  --` + name + `( .*)?$`)
+		lines := entry.FindAllString(help, -1)
+		if len(lines) != 1 {
+			t.Errorf("--%s is listed %d times, want once", name, len(lines))
+			continue
+		}
+		if env := regexp.MustCompile(`\b` + envName(name) + `\b`); !env.MatchString(lines[0]) || len(env.FindAllString(help, -1)) != 1 {
+			t.Errorf("--%s is listed as %q, want %s beside it, once in the help", name, lines[0], envName(name))
+		}
+	}
+	if line := regexp.MustCompile(`(?m)^  --redis .*$`).FindString(help); !strings.HasSuffix(line, ", REDIS_URL") {
+		t.Errorf("--redis is listed as %q, want REDIS_URL beside it", line)
+	}
+	for _, entry := range strings.Split(help, "\n  --")[1:] {
+		if n := strings.Count(entry, "default"); n > 1 {
+			t.Errorf("flag entry %q names its default %d times, want once", entry, n)
+		}
+	}
+	for want, n := range map[string]int{
+		"(default :8080)": 1, "(default 65536)": 1, "(default 1MiB)": 1, "(default: random)": 1,
+		"(default 25s)": 1, "(default 5m)": 2, "(default 1048576)": 0, "5m0s": 0,
+	} {
+		if got := strings.Count(help, want); got != n {
+			t.Errorf("help holds %q %d times, want %d", want, got, n)
+		}
 	}
 }

@@ -10,6 +10,15 @@ import (
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
+// tokenAbout opens the usage of token.
+const tokenAbout = `usage: switchboard token --user ID [--rooms P,..] [--publish P,..] [--ttl 1h]
+
+Prints a HS256 token for development and tests, signed with the secret that
+serve verifies. Every flag can also be set with the environment variable
+shown beside it, so that SWITCHBOARD_JWT_SECRET serves both commands; a flag
+on the command line wins.
+`
+
 // token prints a HS256 token, for development and tests.
 func token(args []string, env lookupEnv, stdout io.Writer) error {
 	var (
@@ -19,6 +28,8 @@ func token(args []string, env lookupEnv, stdout io.Writer) error {
 	)
 	fs := newFlagSet("token", env)
 	fs.help = stdout
+	fs.about = tokenAbout
+	fs.showEnv = true
 	fs.StringVar(&user, "user", "", "user id (the token's sub)")
 	fs.Var(&rooms, "rooms", "comma-separated patterns of rooms the user may join (default: all)")
 	fs.Var(&publish, "publish", "comma-separated patterns of rooms the user may publish to (default: as --rooms)")
