@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 LISTEN      ?= :8080
 
-.PHONY: run build test deps lint unit js demo browser bench bench-go chaos fuzz clean
+.PHONY: run build test deps lint unit js demo browser bench bench-cluster bench-go chaos fuzz clean
 
 ## run: start one instance on the embedded broker in dev mode (http://localhost:8080)
 run:
@@ -64,6 +64,12 @@ browser:
 ## (CENTRIFUGO=/path/to/centrifugo adds the same workloads against 2 Centrifugo v6 nodes)
 bench: deps
 	scripts/bench-suite.sh
+
+## bench-cluster: W3 and W2 on a Redis Cluster of 3 masters + 3 replicas with the commands each master
+## served, W2 on one Redis beside it, and the delivery stall of a master kill and a Sentinel primary kill
+## (prints Markdown; see scripts/bench-cluster.sh for the knobs)
+bench-cluster: deps
+	scripts/bench-cluster.sh
 
 ## bench-go: Go benchmarks of the hot paths (compare runs with benchstat)
 bench-go:

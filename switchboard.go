@@ -56,8 +56,12 @@ type Config struct {
 	Redis string
 	// RedisPrefix starts every Redis key and channel. Default: "sb".
 	RedisPrefix string
-	// RedisCluster says that Redis lists the seed nodes of a Redis Cluster.
+	// RedisCluster says that Redis lists the seed nodes of a Redis Cluster
+	// (comma-separated URLs or host:port addresses).
 	RedisCluster bool
+	// RedisSentinel names the primary that the sentinels listed in Redis
+	// (comma-separated URLs or host:port addresses) monitor.
+	RedisSentinel string
 	// HistorySize is how many messages each room keeps. Default: 100.
 	HistorySize int
 	// HistoryTTL is how long a room's history lives after its last
@@ -173,20 +177,22 @@ func New(cfg Config) (*Instance, error) {
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = "i_" + rand.Text()[:12]
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b := cfg.Broker
 	ownsBroker := b == nil
 	switch {
 	case b != nil:
-	case cfg.RedisCluster:
-		return nil, errors.New("switchboard: Redis Cluster is not supported yet; give one Redis URL without RedisCluster")
 	case cfg.Redis != "":
 		ctx, cancel := context.WithTimeout(context.Background(), redisConnectTimeout)
 		defer cancel()
 		rb, err := redis.New(ctx, redis.Config{
-			URL: cfg.Redis, Prefix: cfg.RedisPrefix, InstanceID: cfg.InstanceID,
+			URL: cfg.Redis, Cluster: cfg.RedisCluster, SentinelMaster: cfg.RedisSentinel,
+			Prefix: cfg.RedisPrefix, InstanceID: cfg.InstanceID,
 			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
 			// An instance that misses three registry heartbeats is gone.
 			PresenceTTL: 3 * hub.RegistryInterval(cfg.Heartbeat),
+			Registerer:  reg,
 			Logger:      cfg.Logger, // the broker adds its instance itself
 		})
 		if err != nil {
@@ -199,8 +205,6 @@ func New(cfg Config) (*Instance, error) {
 		})
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, err := hub.New(hub.Config{
 		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID, Address: cfg.Address,
 		AllowedOrigins: cfg.AllowedOrigins, MaxFrameBytes: cfg.MaxFrameBytes, MaxRooms: cfg.MaxRooms,

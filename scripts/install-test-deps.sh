@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian machine: redis-server
-# (the tests start their own throwaway servers), nginx and Chromium (the
-# browser tests start their own nginx process from deploy/nginx.conf, and
-# need no nginx service) and a pinned staticcheck.
+# (the tests start their own throwaway servers, Sentinels included:
+# redis-server --sentinel), redis-cli (which builds the test clusters), nginx
+# and Chromium (the browser tests start their own nginx process from
+# deploy/nginx.conf, and need no nginx service) and a pinned staticcheck.
 set -euo pipefail
 
 # Debian packages the tests need, by the command that shows they are there.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then

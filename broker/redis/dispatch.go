@@ -6,32 +6,53 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/redis/rueidis"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/broker"
 )
 
 // item is one entry of the dispatch queue: a pub/sub message (channel and
-// payload) or, with fn set, a change the controller hands to the
-// dispatcher in order with the messages.
+// payload) of a shard, a probe marker of a shard, or, with fn set, a change
+// the shards or the catch-up readers hand to the dispatcher in order with
+// the messages.
 type item struct {
+	shard            *shard
 	channel, payload string
+	marker           uint64 // a probe marker's sequence number
 	fn               func(d *dispatcher)
 }
 
-// queue is the unbounded FIFO between the pub/sub reader (and the
-// controller) and the dispatcher. Pushing never blocks: the reader runs
-// inside rueidis's connection goroutine, which must keep reading.
+// queue is the FIFO between the pub/sub readers (and the other
+// goroutines) and the dispatcher. Pushing never blocks: the readers run
+// inside rueidis's connection goroutines, which must keep reading. Room
+// messages are bounded by limit: one that arrives while the queue is full
+// is dropped, and its channel noted in lost; the dispatcher reads those
+// rooms from history instead. Markers and changes are never dropped (there
+// are few, and they carry state).
 type queue struct {
-	mu    sync.Mutex // a leaf lock
-	items []item
-	wake  chan struct{} // cap 1
+	mu      sync.Mutex // a leaf lock
+	items   []item
+	limit   int
+	lost    map[string]bool    // channels whose messages were dropped
+	wake    chan struct{}      // cap 1
+	dropped prometheus.Counter // set by newMetrics
+}
+
+func (q *queue) init(limit int) {
+	q.limit = limit
+	q.wake = make(chan struct{}, 1)
+	q.lost = make(map[string]bool)
 }
 
 func (q *queue) push(it item) {
 	q.mu.Lock()
+	if it.fn == nil && it.marker == 0 && len(q.items) >= q.limit {
+		q.lost[it.channel] = true
+		q.mu.Unlock()
+		q.dropped.Inc()
+		return
+	}
 	q.items = append(q.items, it)
 	q.mu.Unlock()
 	select {
@@ -40,36 +61,32 @@ func (q *queue) push(it item) {
 	}
 }
 
-// take swaps the queued items with spare, an emptied earlier batch.
-func (q *queue) take(spare []item) []item {
+// take swaps the queued items with spare, an emptied earlier batch, and
+// returns them with the channels whose messages were dropped.
+func (q *queue) take(spare []item) ([]item, []string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	batch := q.items
 	q.items = spare[:0]
-	return batch
+	var lost []string
+	if len(q.lost) > 0 {
+		for ch := range q.lost {
+			lost = append(lost, ch)
+		}
+		clear(q.lost)
+	}
+	return batch, lost
+}
+
+// depth returns how many items wait.
+func (q *queue) depth() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
 }
 
 // do queues fn to run on the dispatcher after everything queued before.
 func (b *Broker) do(fn func(d *dispatcher)) { b.queue.push(item{fn: fn}) }
-
-// onMessage is the pub/sub connection's message hook. It runs on rueidis's
-// reading goroutine, so it only notes probe markers and queues.
-func (b *Broker) onMessage(m rueidis.PubSubMessage) {
-	if m.Channel == b.probeChannel {
-		seq, ok := b.parseMarker(m.Message)
-		if !ok {
-			return
-		}
-		b.markerSeen.Store(time.Now().UnixNano())
-		for {
-			cur := b.markerSeq.Load()
-			if seq <= cur || b.markerSeq.CompareAndSwap(cur, seq) {
-				break
-			}
-		}
-	}
-	b.queue.push(item{channel: m.Channel, payload: m.Message})
-}
 
 func (b *Broker) marker(seq uint64) string {
 	return b.token + ":" + strconv.FormatUint(seq, 10)
@@ -81,21 +98,34 @@ func (b *Broker) parseMarker(s string) (uint64, bool) {
 		return 0, false
 	}
 	seq, err := strconv.ParseUint(n, 10, 64)
-	return seq, err == nil
+	return seq, err == nil && seq > 0
 }
 
 // roomState is what the dispatcher knows of a subscribed room.
 type roomState struct {
 	name, channel string
-	// ready is false from SUBSCRIBE until the room's position is known;
-	// messages wait in pending meanwhile.
-	ready   bool
+	shard         *shard // the shard whose connection carries the room
+	// ready is false from SUBSCRIBE until the room's position is known.
+	ready bool
+	// catching is true while a read of the room's missed messages is out
+	// (the one numbered catchSeq); again asks for another once it is back
+	// (messages were dropped meanwhile).
+	catching bool
+	again    bool
+	catchSeq uint64
+	// pending holds live messages that wait while the room is not ready
+	// or catching up, in arrival order, at most maxPending.
 	pending []*broker.Message
 	// last is the position of the last message handed to the handlers, or
 	// of the last Reset.
 	last     broker.Position
 	handlers handlerSet
 }
+
+// maxPending bounds the live messages a room keeps while it catches up.
+// Past it they are dropped, and the room is caught up once more afterwards
+// (history holds them, or the gap turns into a Reset).
+const maxPending = 4096
 
 // pair is one handler's subscription to one room.
 type pair struct {
@@ -104,10 +134,12 @@ type pair struct {
 }
 
 // heldAdd is a batch of handlers added to rooms that were already
-// subscribed. They join when the probe marker seq comes back through the
-// pub/sub connection: everything published before the Subscribe call has
-// arrived by then, so they get exactly what is published after it.
+// subscribed on a shard. They join when the shard's probe marker seq comes
+// back through its pub/sub connection: everything published before the
+// Subscribe call has arrived by then, so they get exactly what is
+// published after it.
 type heldAdd struct {
+	shard *shard
 	seq   uint64
 	pairs []pair
 	done  chan struct{} // if set, closed on release
@@ -115,18 +147,18 @@ type heldAdd struct {
 
 // dispatcher hands messages to handlers. It runs on one goroutine, so per
 // room (and over all rooms) handlers are called in order and never
-// concurrently. It owns its fields; the controller changes them only
-// through queued functions.
+// concurrently. It owns its fields; the other goroutines change them only
+// through queued functions. It never waits for Redis: reads of missed
+// messages go to the shard's catch-up reader, and their results come back
+// through the queue, while the other rooms keep flowing.
 type dispatcher struct {
-	b *Broker
-	// ctx is the dispatcher's lifetime, set by run; it bounds the reads
-	// of missed messages.
-	ctx   context.Context
+	b     *Broker
 	rooms map[string]*roomState // by channel
 	held  []heldAdd
-	// behind holds the rooms whose resynchronisation failed; they are
-	// tried again at the next probe tick.
+	// behind holds the rooms whose catch-up failed with nothing waiting to
+	// be delivered; they are tried again at their shard's probe ticks.
 	behind map[*roomState]struct{}
+	seq    uint64 // last catch-up issued
 }
 
 func newDispatcher(b *Broker) *dispatcher {
@@ -135,7 +167,6 @@ func newDispatcher(b *Broker) *dispatcher {
 
 // run dispatches queued items until ctx ends.
 func (d *dispatcher) run(ctx context.Context) {
-	d.ctx = ctx
 	var batch []item
 	for {
 		select {
@@ -143,49 +174,70 @@ func (d *dispatcher) run(ctx context.Context) {
 			return
 		case <-d.b.queue.wake:
 		}
-		batch = d.b.queue.take(batch)
+		var lost []string
+		batch, lost = d.b.queue.take(batch)
 		for i := range batch {
 			if ctx.Err() != nil {
 				return
 			}
 			it := batch[i]
 			batch[i] = item{}
-			if it.fn != nil {
+			switch {
+			case it.fn != nil:
 				it.fn(d)
-			} else {
+			case it.marker != 0:
+				d.release(it.shard, it.marker)
+			default:
 				d.message(it.channel, it.payload)
+			}
+		}
+		// Messages of these rooms were dropped before the items just
+		// handled were taken: a read from now covers them.
+		for _, ch := range lost {
+			if r := d.rooms[ch]; r != nil {
+				d.catchUpLater(r)
 			}
 		}
 	}
 }
 
 func (d *dispatcher) message(channel, payload string) {
-	if channel == d.b.probeChannel {
-		if seq, ok := d.b.parseMarker(payload); ok {
-			d.release(seq)
-		}
-		return
-	}
 	r := d.rooms[channel]
 	if r == nil {
 		return // unsubscribed meanwhile
 	}
 	m, err := decodeEnvelope(r.name, payload)
 	if err != nil {
-		// Treated as lost: the next message finds the hole and reads it
-		// from history, or resets.
+		// Treated as lost: read it from history (or reset).
 		d.b.log.Error("decode pub/sub message", "room", r.name, "err", err)
+		d.catchUpLater(r)
 		return
 	}
 	if !r.ready {
-		r.pending = append(r.pending, m)
+		d.wait(r, m)
 		return
 	}
 	d.handle(r, m)
 }
 
+// wait keeps m until r is ready or caught up, unless too many wait
+// already: then they are all dropped and r is caught up once more later.
+func (d *dispatcher) wait(r *roomState, m *broker.Message) {
+	if len(r.pending) >= maxPending {
+		clear(r.pending)
+		r.pending = r.pending[:0]
+		r.again = true
+		return
+	}
+	r.pending = append(r.pending, m)
+}
+
 // handle dispatches m, a live message of r, keeping r continuous.
 func (d *dispatcher) handle(r *roomState, m *broker.Message) {
+	if r.catching {
+		d.wait(r, m)
+		return
+	}
 	if m.Epoch == r.last.Epoch {
 		if m.Offset <= r.last.Offset {
 			return // already dispatched (live or read from history)
@@ -197,15 +249,11 @@ func (d *dispatcher) handle(r *roomState, m *broker.Message) {
 	}
 	// A hole, or another epoch (a new one, or a late message of an old
 	// one): ask Redis where the room stands. The read happens after m was
-	// published, so it covers m: either catchUp hands m over from history,
-	// or m turns out older than the room's current position.
-	if err := d.catchUp([]*roomState{r}); err != nil {
-		d.b.log.Warn("read missed messages", "room", r.name, "err", err)
-		// What lies between cannot be read: say so, and go on from m.
-		delete(d.behind, r)
-		d.reset(r, broker.Position{Epoch: m.Epoch, Offset: m.Offset - 1})
-		d.deliver(r, m)
-	}
+	// published, so it covers m: either it hands m over from history, or
+	// m turns out older than the room's current position. m and what
+	// arrives meanwhile wait.
+	d.wait(r, m)
+	d.catchUp(r)
 }
 
 func (d *dispatcher) deliver(r *roomState, m *broker.Message) {
@@ -222,49 +270,77 @@ func (d *dispatcher) reset(r *roomState, pos broker.Position) {
 	}
 }
 
-// catchUpBatch bounds the rooms read in one pipeline.
-const catchUpBatch = 256
+// catchUp sends r to its shard's catch-up reader: its position and the
+// history after r.last are read off the dispatch path.
+func (d *dispatcher) catchUp(r *roomState) {
+	d.seq++
+	r.catching, r.again, r.catchSeq = true, false, d.seq
+	delete(d.behind, r)
+	d.b.metrics.catchUps.Inc()
+	r.shard.catchUps.add(catchUpJob{r: r, seq: d.seq, room: r.name, after: r.last})
+}
 
-// catchUp reads each room's position and the history after its last
-// dispatched message, in pipelined batches, and dispatches what it finds
-// (see advance). Rooms whose read failed are kept in d.behind, and the
-// first error is returned.
-func (d *dispatcher) catchUp(rooms []*roomState) error {
-	var first error
-	for len(rooms) > 0 {
-		n := min(len(rooms), catchUpBatch)
-		chunk := rooms[:n]
-		rooms = rooms[n:]
-		g := d.b.gen.Load()
-		execs := make([]rueidis.LuaExec, n)
-		for i, r := range chunk {
-			execs[i] = rueidis.LuaExec{
-				Keys: d.b.historyKeys(r.name),
-				Args: d.b.historyArgs(g, r.last.Epoch, broker.HistoryQuery{After: r.last.Offset}),
-			}
-		}
-		rctx, cancel := d.b.timeout(d.ctx)
-		var res []rueidis.RedisResult
-		if n == 1 {
-			res = []rueidis.RedisResult{historyScript.Exec(rctx, d.b.client, execs[0].Keys, execs[0].Args)}
-		} else {
-			res = historyScript.ExecMulti(rctx, d.b.client, execs...)
-		}
-		cancel()
-		for i, r := range chunk {
-			h, err := decodeHistory(r.name, res[i])
-			if err != nil {
-				if first == nil {
-					first = d.b.fail("catch up "+strconv.Quote(r.name), rctx, err)
-				}
-				d.behind[r] = struct{}{}
-				continue
-			}
-			delete(d.behind, r)
-			d.advance(r, h)
-		}
+// catchUpLater catches r up now, or after the read that is out (or, before
+// r is ready, after it is).
+func (d *dispatcher) catchUpLater(r *roomState) {
+	if !r.ready || r.catching {
+		r.again = true
+		return
 	}
-	return first
+	d.catchUp(r)
+}
+
+// caughtUp applies the answer to catch-up read j: on success r is brought
+// to the room's position and what waited is dispatched; on failure, if
+// messages wait, continuity is given up (Reset) so that they flow,
+// otherwise r is left behind for the shard's next probe tick.
+func (d *dispatcher) caughtUp(j catchUpJob, h broker.History, err error) {
+	r := j.r
+	if d.rooms[r.channel] != r || !r.catching || r.catchSeq != j.seq {
+		return // dropped, moved or superseded meanwhile
+	}
+	r.catching = false
+	if err != nil {
+		d.b.metrics.catchUpFailures.Inc()
+		if len(r.pending) == 0 && !r.again {
+			d.b.log.Warn("read missed messages", "room", r.name, "err", err)
+			d.behind[r] = struct{}{}
+			return
+		}
+		d.b.log.Warn("read missed messages: giving up on continuity", "room", r.name, "err", err)
+		d.giveUp(r)
+	} else {
+		d.advance(r, h)
+		d.flush(r)
+	}
+	if r.again && !r.catching {
+		d.catchUp(r)
+	}
+}
+
+// flush dispatches the messages that waited for r.
+func (d *dispatcher) flush(r *roomState) {
+	pending := r.pending
+	r.pending = nil
+	for _, m := range pending {
+		d.handle(r, m)
+	}
+}
+
+// giveUp dispatches the messages that waited for r without the messages
+// before them, which could not be read: a Reset before each gap.
+func (d *dispatcher) giveUp(r *roomState) {
+	pending := r.pending
+	r.pending = nil
+	for _, m := range pending {
+		if m.Epoch == r.last.Epoch && m.Offset <= r.last.Offset {
+			continue
+		}
+		if m.Epoch != r.last.Epoch || m.Offset != r.last.Offset+1 {
+			d.reset(r, broker.Position{Epoch: m.Epoch, Offset: m.Offset - 1})
+		}
+		d.deliver(r, m)
+	}
 }
 
 // advance brings r to h, the room's position and history after r.last read
@@ -296,11 +372,11 @@ func (d *dispatcher) advance(r *roomState, h broker.History) {
 	}
 }
 
-// expect starts tracking rooms about to be subscribed.
-func (d *dispatcher) expect(rooms []string) {
+// expect starts tracking rooms about to be subscribed on shard s.
+func (d *dispatcher) expect(rooms []string, s *shard) {
 	for _, name := range rooms {
 		ch := d.b.channel(name)
-		d.rooms[ch] = &roomState{name: name, channel: ch}
+		d.rooms[ch] = &roomState{name: name, channel: ch, shard: s}
 	}
 }
 
@@ -314,13 +390,26 @@ func (d *dispatcher) drop(rooms []string) {
 	}
 }
 
+// move records that rooms are carried by shard s now. A catch-up read
+// still out on the old shard is superseded: s catches them up afresh.
+func (d *dispatcher) move(rooms []string, s *shard) {
+	for _, name := range rooms {
+		if r := d.rooms[d.b.channel(name)]; r != nil {
+			r.shard = s
+			if r.catching {
+				r.catching, r.again = false, true
+			}
+		}
+	}
+}
+
 // init makes a freshly subscribed room ready at pos, its position read
-// after SUBSCRIBE was confirmed, with its first handlers, and dispatches
+// after SSUBSCRIBE was confirmed, with its first handlers, and dispatches
 // what arrived meanwhile. Messages up to pos were published before the
 // read, hence before Subscribe returned: they are dropped. Everything after
 // pos is published after the read, hence after the subscription took
 // effect, so it arrives on the pub/sub connection (or, if that breaks, is
-// read from history by the resynchronisation that follows).
+// read from history by the catch-up that follows).
 func (d *dispatcher) init(room string, pos broker.Position, hs []broker.Handler) {
 	r := d.rooms[d.b.channel(room)]
 	if r == nil {
@@ -331,23 +420,33 @@ func (d *dispatcher) init(room string, pos broker.Position, hs []broker.Handler)
 	for _, h := range hs {
 		r.handlers.add(h)
 	}
-	pending := r.pending
-	r.pending = nil
-	for _, m := range pending {
-		d.handle(r, m)
+	d.flush(r)
+	if r.again && !r.catching {
+		d.catchUp(r)
 	}
 }
 
-// hold queues handlers for already subscribed rooms until marker seq.
-func (d *dispatcher) hold(seq uint64, pairs []pair) {
-	d.held = append(d.held, heldAdd{seq: seq, pairs: pairs})
+// hold queues handlers for rooms already subscribed on shard s until its
+// marker seq.
+func (d *dispatcher) hold(s *shard, seq uint64, pairs []pair) {
+	d.held = append(d.held, heldAdd{shard: s, seq: seq, pairs: pairs})
 }
 
-// release adds the held handlers whose marker is at most seq.
-func (d *dispatcher) release(seq uint64) {
+// release adds the handlers held for shard s whose marker is at most seq.
+func (d *dispatcher) release(s *shard, seq uint64) {
+	d.releaseIf(func(a heldAdd) bool { return a.shard == s && a.seq <= seq })
+}
+
+// forgetShard releases everything held for shard s, which stopped: its
+// markers will not come back.
+func (d *dispatcher) forgetShard(s *shard) {
+	d.releaseIf(func(a heldAdd) bool { return a.shard == s })
+}
+
+func (d *dispatcher) releaseIf(due func(a heldAdd) bool) {
 	keep := d.held[:0]
 	for _, a := range d.held {
-		if a.seq > seq {
+		if !due(a) {
 			keep = append(keep, a)
 			continue
 		}
@@ -390,33 +489,24 @@ func (d *dispatcher) remove(pairs []pair) {
 	}
 }
 
-// resync runs after the pub/sub connection was (re)established and every
-// room resubscribed, or after the server's generation changed: it adds the
-// handlers held for markers up to seq (those markers may have been lost
-// with the old connection) and catches every ready room up with Redis.
-func (d *dispatcher) resync(seq uint64) {
-	d.release(seq)
-	rooms := make([]*roomState, 0, len(d.rooms))
-	for _, r := range d.rooms {
-		if r.ready {
-			rooms = append(rooms, r)
+// resync runs after shard s's pub/sub connection was (re)established and
+// its rooms subscribed, or after rooms moved to s: it adds the handlers
+// held for markers of s up to seq (those markers may have been lost with
+// the old connection) and catches rooms up with Redis.
+func (d *dispatcher) resync(s *shard, seq uint64, rooms []string) {
+	d.release(s, seq)
+	for _, name := range rooms {
+		if r := d.rooms[d.b.channel(name)]; r != nil {
+			d.catchUpLater(r)
 		}
-	}
-	if err := d.catchUp(rooms); err != nil {
-		d.b.log.Warn("resynchronise rooms", "rooms", len(d.behind), "err", err)
 	}
 }
 
-// retryBehind catches up the rooms whose resynchronisation failed.
-func (d *dispatcher) retryBehind() {
-	if len(d.behind) == 0 {
-		return
-	}
-	rooms := make([]*roomState, 0, len(d.behind))
+// retryBehind catches up the rooms of shard s whose catch-up failed.
+func (d *dispatcher) retryBehind(s *shard) {
 	for r := range d.behind {
-		rooms = append(rooms, r)
-	}
-	if err := d.catchUp(rooms); err != nil {
-		d.b.log.Debug("resynchronise rooms", "rooms", len(d.behind), "err", err)
+		if r.shard == s {
+			d.catchUp(r)
+		}
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
 )
@@ -262,7 +265,7 @@ func TestBroker_ManyRoomsResubscribe(t *testing.T) {
 // pubsubChannels counts the room channels with subscribers under prefix.
 func pubsubChannels(s *redistest.Server, prefix string) (int, error) {
 	// redistest.Do returns the first line of an array reply: "*<count>".
-	line, err := s.Do("PUBSUB", "CHANNELS", prefix+":{*}:ch")
+	line, err := s.Do("PUBSUB", "SHARDCHANNELS", prefix+":{*}:ch")
 	if err != nil {
 		return 0, err
 	}
@@ -337,6 +340,77 @@ func TestBroker_SecondHandlerIsACleanCut(t *testing.T) {
 		}
 		if !slices.Equal(got, span(got[0], last.Offset)) {
 			t.Errorf("handler %d received %d messages from %d, want %d..%d", i, len(got), got[0], got[0], last.Offset)
+		}
+	}
+}
+
+// slowHandler is a recorder that takes its time over each delivery, as a
+// hub with many local members would.
+type slowHandler struct {
+	*recorder
+	delay time.Duration
+}
+
+func (h slowHandler) Deliver(m *broker.Message) {
+	time.Sleep(h.delay) // the point: a slow handler
+	h.recorder.Deliver(m)
+}
+
+// TestBroker_DispatchQueueFull gives the dispatcher a queue of 16 messages
+// and a slow handler while publishers run: messages that find the queue
+// full are dropped (and counted) and read from history instead, so the
+// handler still gets every message once, in order, without a Reset.
+func TestBroker_DispatchQueueFull(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	prefix := newPrefix()
+	reg := prometheus.NewRegistry()
+	sub := open(t, s.URL(), Config{Prefix: prefix, DispatchQueue: 16, HistorySize: 10_000, Registerer: reg})
+	pub := open(t, s.URL(), Config{Prefix: prefix, HistorySize: 10_000})
+	h := slowHandler{newRecorder(t), time.Millisecond}
+	if err := sub.Subscribe(t.Context(), h, "r"); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 4, 150
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var last broker.Position
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				pos := publish(t, pub, "r", `1`)
+				mu.Lock()
+				if pos.Offset > last.Offset {
+					last = pos
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, h.recorder, last)
+	if got := h.offsets(last.Epoch); !slices.Equal(got, span(1, last.Offset)) {
+		t.Errorf("handler received %d messages, want 1..%d once each, in order", len(got), last.Offset)
+	}
+	if r := h.resets(); len(r) != 0 {
+		t.Errorf("handler got resets %v, want none", r)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*dto.Metric{}
+	for _, f := range families {
+		got[f.GetName()] = f.GetMetric()[0]
+	}
+	dropped := got["switchboard_redis_dispatch_dropped_total"].GetCounter().GetValue()
+	t.Logf("%d messages, %.0f dropped from the full queue and read from history", last.Offset, dropped)
+	if dropped == 0 {
+		t.Error("no message was dropped: the queue never filled, the test proves nothing")
+	}
+	for _, name := range []string{"switchboard_redis_dispatch_queue", "switchboard_redis_catchups_total"} {
+		if got[name] == nil {
+			t.Errorf("metric %s not registered", name)
 		}
 	}
 }

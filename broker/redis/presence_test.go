@@ -140,7 +140,7 @@ func TestBroker_PresenceOfACrashedInstance(t *testing.T) {
 
 	// The same instance id, started again, heartbeats: the crashed
 	// process's entries stay dead (including those no reader removed yet).
-	if _, err := s.Do("HSET", alive.presenceKey("@dora2"), "s_d", "dora\x00i_d\x00"+dying.incarnation); err != nil {
+	if _, err := s.Do("HSET", alive.presenceKey("@dora2"), "s_d", "dora\x00i_d\x00"+dying.currentIncarnation()); err != nil {
 		t.Fatal(err)
 	}
 	again := open(t, s.URL(), Config{Prefix: prefix, InstanceID: "i_d", PresenceTTL: ttl})

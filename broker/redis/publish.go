@@ -35,18 +35,12 @@ func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication)
 	if p.Key != "" {
 		keys = append(keys, b.idemKey(room, p.Key))
 	}
-	g := b.gen.Load()
-	args := []string{g.id, newEpoch(), b.historyTTLms, b.historySizeArg, b.channel(room), b.idempotencyMs, p.From, p.Origin, data}
+	args := []string{newEpoch(), b.historyTTLms, b.historySizeArg, b.channel(room), b.idempotencyMs, p.From, p.Origin, data}
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
 	s, err := publishScript.Exec(ctx, b.client, keys, args).ToString()
 	if err != nil {
 		return broker.Position{}, b.failPublish(op(), ctx, err)
-	}
-	if err := b.sameGeneration(g); err != nil {
-		// The script ran, perhaps with a stale generation: whether the
-		// message survives is not known.
-		return broker.Position{}, fmt.Errorf("%s: %w", op(), errors.Join(broker.ErrUnconfirmed, err))
 	}
 	pos, err := parsePosition(s)
 	if err != nil {
@@ -71,17 +65,6 @@ func (b *Broker) failPublish(op string, ctx context.Context, err error) error {
 	return fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, broker.ErrUnconfirmed, err))
 }
 
-// sameGeneration fails if the server's generation changed since g was
-// read: a script that ran meanwhile may have used the stale one. The change
-// makes the controller resynchronise every subscribed room, and the next
-// call with the new generation starts a new epoch for this one.
-func (b *Broker) sameGeneration(g *generation) error {
-	if b.gen.Load() != g {
-		return errors.Join(broker.ErrUnavailable, errGenerationChanged)
-	}
-	return nil
-}
-
 // Position returns room's latest position, starting an epoch at offset 0
 // if the room has none (or only one from an earlier server generation).
 // It does not extend the room's TTL.
@@ -90,17 +73,13 @@ func (b *Broker) Position(ctx context.Context, room string) (broker.Position, er
 	if err := b.check(op, ctx); err != nil {
 		return broker.Position{}, err
 	}
-	g := b.gen.Load()
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
 	s, err := positionScript.Exec(ctx, b.client,
 		[]string{b.metaKey(room), b.logKey(room)},
-		[]string{g.id, newEpoch(), b.historyTTLms}).ToString()
+		[]string{newEpoch(), b.historyTTLms}).ToString()
 	if err != nil {
 		return broker.Position{}, b.fail(op, ctx, err)
-	}
-	if err := b.sameGeneration(g); err != nil {
-		return broker.Position{}, fmt.Errorf("%s: %w", op, err)
 	}
 	pos, err := parsePosition(s)
 	if err != nil {
@@ -121,16 +100,12 @@ func (b *Broker) History(ctx context.Context, room string, q broker.HistoryQuery
 	if q.Limit < 0 {
 		return broker.History{}, fmt.Errorf("%s: negative limit %d", op, q.Limit)
 	}
-	g := b.gen.Load()
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
-	res := historyScript.Exec(ctx, b.client, b.historyKeys(room), b.historyArgs(g, "", q))
+	res := historyScript.Exec(ctx, b.client, b.historyKeys(room), b.historyArgs("", q))
 	h, err := decodeHistory(room, res)
 	if err != nil {
 		return broker.History{}, b.fail(op, ctx, err)
-	}
-	if err := b.sameGeneration(g); err != nil {
-		return broker.History{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return h, nil
 }
@@ -141,12 +116,12 @@ func (b *Broker) historyKeys(room string) []string {
 
 // historyArgs are the arguments of historyScript for q; expect is the epoch
 // q.After belongs to, or "" for the room's current one.
-func (b *Broker) historyArgs(g *generation, expect string, q broker.HistoryQuery) []string {
+func (b *Broker) historyArgs(expect string, q broker.HistoryQuery) []string {
 	tail := "0"
 	if q.Tail {
 		tail = "1"
 	}
-	return []string{g.id, newEpoch(), b.historyTTLms, b.historySizeArg, expect,
+	return []string{newEpoch(), b.historyTTLms, b.historySizeArg, expect,
 		strconv.FormatUint(q.After, 10), strconv.Itoa(q.Limit), tail}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/broker"
@@ -26,18 +27,31 @@ const (
 	DefaultPresenceTTL    = 30 * time.Second
 	DefaultProbeInterval  = time.Second
 	DefaultTimeout        = 5 * time.Second
+	DefaultDispatchQueue  = 1 << 16
 )
 
 // Config configures a Broker. The zero value of each field means its
 // default; negative values are refused by New.
 type Config struct {
 	// URL locates Redis: redis://[user:password@]host:port[/db], rediss://
-	// for TLS, unix:///path/to/socket. Required.
+	// for TLS, unix:///path/to/socket. With Cluster or SentinelMaster it is a
+	// comma-separated list of Redis Cluster seed nodes or of sentinels, each
+	// a URL or a bare host:port; user, password, TLS and database come from
+	// the first. (redis://host:port?master_set=NAME&addr=host2:port2 selects
+	// Sentinel too.) Required.
 	URL string
+	// Cluster says that URL lists seed nodes of a Redis Cluster (7.0 or
+	// later). Rooms are spread over the cluster's shards by hash slot; each
+	// shard carries the pub/sub of its own rooms.
+	Cluster bool
+	// SentinelMaster is the name under which the sentinels listed in URL
+	// monitor the primary; the Broker follows the primary they name through
+	// failovers.
+	SentinelMaster string
 	// Prefix starts every key and channel name. It must not contain '{' or
 	// '}', which would break the room hash tags. Default: "sb".
 	Prefix string
-	// InstanceID names this instance: its liveness probe channel and its
+	// InstanceID names this instance: its liveness probe channels and its
 	// Redis client name. Default: a random id.
 	InstanceID string
 	// HistorySize is how many messages of each room history keeps.
@@ -52,13 +66,22 @@ type Config struct {
 	// presence entries live without a Heartbeat. Default: 30s.
 	PresenceTTL time.Duration
 	// ProbeInterval is how often a canary is published to this instance's
-	// own probe channel. When no canary has come back through the pub/sub
-	// connection for three intervals, the connection is treated as dead and
-	// replaced. Default: 1s.
+	// own probe channel on each shard. When no canary has come back through
+	// a shard's pub/sub connection for three intervals, the connection is
+	// treated as dead and replaced. Default: 1s.
 	ProbeInterval time.Duration
 	// Timeout bounds every Redis command whose context has no earlier
 	// deadline, and each connection attempt. Default: 5s.
 	Timeout time.Duration
+	// DispatchQueue bounds the pub/sub messages waiting to be handed to the
+	// handlers. A message that arrives while the queue is full is dropped
+	// and its room read from history instead, once the queue has room (see
+	// the package documentation). Default: 65536.
+	DispatchQueue int
+	// Registerer, if set, receives the Broker's metrics: the dispatch
+	// queue's depth, the messages dropped because it was full, and the
+	// catch-up reads of missed messages. Default: none.
+	Registerer prometheus.Registerer
 	// Logger receives lifecycle and trouble reports. Default: silent.
 	Logger *slog.Logger
 
@@ -74,6 +97,9 @@ func (c Config) withDefaults() (Config, error) {
 	if strings.ContainsAny(c.Prefix, "{}") {
 		return c, fmt.Errorf("redis: Config.Prefix %q contains '{' or '}'", c.Prefix)
 	}
+	if c.Cluster && c.SentinelMaster != "" {
+		return c, errors.New("redis: Config.Cluster and Config.SentinelMaster exclude each other")
+	}
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -84,6 +110,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"PresenceTTL", int64(c.PresenceTTL)},
 		{"ProbeInterval", int64(c.ProbeInterval)},
 		{"Timeout", int64(c.Timeout)},
+		{"DispatchQueue", int64(c.DispatchQueue)},
 	} {
 		if f.v < 0 {
 			return c, fmt.Errorf("redis: Config.%s is negative", f.name)
@@ -113,6 +140,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.DispatchQueue == 0 {
+		c.DispatchQueue = DefaultDispatchQueue
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -127,18 +157,67 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// Broker is the Redis broker. It is safe for concurrent use. It runs two
-// goroutines (the controller and the dispatcher, see the package
-// documentation), and briefly one more per connection being closed; Close
+// clientOption turns cfg's URL (one URL, or a list of them) into rueidis's
+// options: every URL adds its address; the first gives credentials, TLS
+// and database.
+func clientOption(cfg Config) (rueidis.ClientOption, error) {
+	var urls []string
+	for u := range strings.SplitSeq(cfg.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) > 1 && !cfg.Cluster && cfg.SentinelMaster == "" {
+		return rueidis.ClientOption{}, errors.New("redis: Config.URL lists several addresses: set Cluster or SentinelMaster")
+	}
+	var opt rueidis.ClientOption
+	for i, u := range urls {
+		if !strings.Contains(u, "://") {
+			u = "redis://" + u
+		}
+		o, err := rueidis.ParseURL(u)
+		if err != nil {
+			return opt, fmt.Errorf("redis: Config.URL %q: %w", u, err)
+		}
+		if i == 0 {
+			opt = o
+		} else {
+			opt.InitAddress = append(opt.InitAddress, o.InitAddress...)
+		}
+	}
+	if len(urls) == 0 {
+		return opt, errors.New("redis: Config.URL holds no address")
+	}
+	if cfg.SentinelMaster != "" {
+		opt.Sentinel.MasterSet = cfg.SentinelMaster
+	}
+	if cfg.Cluster && opt.SelectDB != 0 {
+		return opt, errors.New("redis: Config.URL selects a database, which Redis Cluster does not have")
+	}
+	if cfg.Cluster && opt.Sentinel.MasterSet != "" {
+		return opt, errors.New("redis: Config.URL names a Sentinel master set, which does not go with Cluster")
+	}
+	return opt, nil
+}
+
+// Broker is the Redis broker. It is safe for concurrent use. It runs a
+// goroutine per shard (one on one Redis or with Sentinel), one that
+// catches rooms up per shard, the dispatcher, the presence restorer and,
+// on a cluster, the topology watcher (see the package documentation); Close
 // stops and waits for all of them.
 type Broker struct {
-	cfg    Config
-	log    *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// client carries every command: a standalone, Sentinel or cluster
+	// client.
 	client rueidis.Client
+	// nodeOpt is the template of the clients of single cluster nodes that
+	// carry each shard's pub/sub.
+	nodeOpt rueidis.ClientOption
+	cluster bool
 
-	// Names of the instance-wide keys and channels, and the millisecond
-	// forms of the TTLs that scripts take.
-	probeChannel     string
+	// Names of the instance-wide keys, and the millisecond forms of the
+	// TTLs that scripts take.
 	instancesKey     string
 	heartbeatsKey    string
 	liveKey          string
@@ -152,28 +231,31 @@ type Broker struct {
 	// that was given the same InstanceID.
 	token string
 	// incarnation names this Broker in the liveness set, which its
-	// presence entries hang on: InstanceID/token, so that an instance
+	// presence entries hang on: InstanceID/random, so that an instance
 	// restarted under the same id does not revive its predecessor's
-	// entries, and two processes given one id do not share liveness.
-	incarnation string
-
-	gen        atomic.Pointer[generation]
-	genChanged chan struct{} // cap 1: the generation changed; resynchronise
-	genCheck   chan struct{} // cap 1: check the generation soon
+	// entries, and two processes given one id do not share liveness. It
+	// changes when Redis finds it lapsed (see keepAlive).
+	incarnation atomic.Pointer[string]
+	// keptAt is when Redis last confirmed the incarnation live (unix ns).
+	keptAt atomic.Int64
 
 	closed atomic.Bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	done   <-chan struct{} // closed when Close starts
 
-	requests chan *request
-	drains   chan chan struct{} // Close's drain barriers
-	queue    queue
-
-	// Pub/sub liveness, written by the controller and the pub/sub reader.
-	live       atomic.Bool  // the pub/sub connection is up and subscribed
-	markerSeen atomic.Int64 // unix nanoseconds when a probe marker last came back
-	markerSeq  atomic.Uint64
+	// The live path: the shards, how slots map onto them, and the
+	// dispatcher's queue.
+	shardsMu sync.Mutex
+	shards   map[string]*shard // by address ("" on one Redis or with Sentinel)
+	// moveMu is held shared by Subscribe and Unsubscribe calls and
+	// exclusively while rooms move between shards.
+	moveMu    sync.RWMutex
+	topo      atomic.Pointer[topology]
+	refreshes chan struct{} // cap 1: re-read the cluster's topology soon
+	queue     queue
+	metrics   *metrics
+	runCtx    context.Context // the goroutines' lifetime
 
 	// Presence this Broker added, so that it can renew and restore it.
 	// restoreMu lets one restore run at a time. rewriteMu is held shared
@@ -204,52 +286,50 @@ var (
 
 // New connects to Redis and returns a Broker configured by cfg. It fails,
 // with an error wrapping broker.ErrUnavailable, if Redis cannot be reached
-// before ctx ends; once New has returned, the Broker rides out outages by
-// itself.
+// (every shard of a cluster) before ctx ends; once New has returned, the
+// Broker rides out outages and failovers by itself.
 func New(ctx context.Context, cfg Config) (*Broker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	opt, err := rueidis.ParseURL(cfg.URL)
+	opt, err := clientOption(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("redis: Config.URL: %w", err)
+		return nil, err
 	}
 	b := &Broker{
 		cfg:            cfg,
 		log:            cfg.Logger.With("instance", cfg.InstanceID),
-		probeChannel:   cfg.Prefix + ":probe:" + cfg.InstanceID,
-		instancesKey:   cfg.Prefix + ":instances",
-		heartbeatsKey:  cfg.Prefix + ":instances:hb",
-		liveKey:        cfg.Prefix + ":instances:live",
+		cluster:        cfg.Cluster,
+		instancesKey:   cfg.Prefix + ":{instances}",
+		heartbeatsKey:  cfg.Prefix + ":{instances}:hb",
+		liveKey:        cfg.Prefix + ":{instances}:live",
 		historyTTLms:   millis(cfg.HistoryTTL),
 		idempotencyMs:  millis(cfg.IdempotencyTTL),
 		presenceTTLms:  millis(cfg.PresenceTTL),
 		historySizeArg: strconv.Itoa(cfg.HistorySize),
 		token:          strings.ToLower(rand.Text()[:8]),
-		genChanged:     make(chan struct{}, 1),
-		genCheck:       make(chan struct{}, 1),
-		requests:       make(chan *request),
-		drains:         make(chan chan struct{}),
+		shards:         make(map[string]*shard),
+		refreshes:      make(chan struct{}, 1),
 		restoreReq:     make(chan struct{}, 1),
 		mine:           make(map[string]*roomPresence),
 		renewedAt:      time.Now(),
 		presenceKeyTTL: presenceKeyTTL(cfg),
 	}
-	// The presence script splits a stored value at its last NUL.
-	b.incarnation = strings.ReplaceAll(cfg.InstanceID, "\x00", "") + "/" + b.token
+	inc := b.newIncarnation()
+	b.incarnation.Store(&inc)
 	b.presenceKeyTTLms = millis(b.presenceKeyTTL)
 	b.renewEvery = max(b.presenceKeyTTL/presenceRenewalsPerTTL, time.Millisecond)
-	b.queue.wake = make(chan struct{}, 1)
-	b.gen.Store(&generation{})
+	b.queue.init(cfg.DispatchQueue)
+	b.metrics = newMetrics(cfg.Registerer, &b.queue)
 
 	opt.DisableCache = true
-	// One auto-pipelined connection carries every command: Redis runs them
-	// one at a time anyway, and measured on loopback one connection
-	// publishes as fast as rueidis's default four. It also means the probe
-	// and Ready's PING test the very connection publishes use, so after an
-	// outage no idle connection still holds a dead socket when Ready says
-	// yes. Pub/sub gets a second, dedicated connection.
+	// One auto-pipelined connection per server carries every command:
+	// Redis runs them one at a time anyway, and measured on loopback one
+	// connection publishes as fast as rueidis's default four. It also
+	// means the probe and Ready's PING test the very connection publishes
+	// use, so after an outage no idle connection still holds a dead socket
+	// when Ready says yes. Pub/sub gets a dedicated connection per shard.
 	opt.PipelineMultiplex = -1
 	opt.ClientName = "switchboard:" + cfg.InstanceID
 	if opt.Dialer.Timeout == 0 {
@@ -258,17 +338,26 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	if opt.ConnWriteTimeout == 0 {
 		opt.ConnWriteTimeout = cfg.Timeout
 	}
-	if opt.Sentinel.MasterSet == "" {
-		// Sentinel connections would not answer the generation handshake,
-		// and sentinel setups choose their primary themselves.
+	switch {
+	case cfg.Cluster:
+		b.nodeOpt = opt
+		b.nodeOpt.ForceSingleClient = true
+	case opt.Sentinel.MasterSet != "":
+		// Reconcile with the sentinels now and then, in case a
+		// +switch-master event was missed.
+		opt.Sentinel.TopologyRefreshInterval = 5 * time.Second
+	default:
 		opt.ForceSingleClient = true
-		opt.DialCtxFn = b.dialer(opt)
 	}
 	b.client, err = rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("redis: connect to %s: %w", opt.InitAddress, errors.Join(broker.ErrUnavailable, err))
 	}
-	if err := b.checkGeneration(ctx); err != nil {
+	if err := b.checkMode(ctx); err != nil {
+		b.client.Close()
+		return nil, err
+	}
+	if err := b.register(ctx); err != nil {
 		b.client.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
@@ -276,63 +365,101 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	b.done = runCtx.Done()
-	started := make(chan struct{})
+	b.runCtx = runCtx
 	d := newDispatcher(b)
 	b.wg.Go(func() { d.run(runCtx) })
-	c := newController(b, started)
-	b.wg.Go(func() { c.run(runCtx) })
 	b.wg.Go(func() { b.restorer(runCtx) })
-
-	select {
-	case <-started:
-	case <-ctx.Done():
+	if err := b.startShards(ctx); err != nil {
 		_ = b.Close(context.Background())
-		return nil, fmt.Errorf("redis: subscribe: %w", errors.Join(broker.ErrUnavailable, ctx.Err()))
+		return nil, fmt.Errorf("redis: %w", err)
 	}
-	b.log.Info("redis broker connected", "addr", opt.InitAddress, "prefix", cfg.Prefix)
+	if b.cluster {
+		b.wg.Go(func() { b.watchTopology(runCtx) })
+	}
+	b.log.Info("redis broker connected", "addr", opt.InitAddress, "prefix", cfg.Prefix, "mode", string(b.client.Mode()), "shards", len(b.shardList()))
 	return b, nil
+}
+
+// checkMode makes sure the server is what cfg says: a cluster with
+// Cluster, and otherwise not a cluster node (whose keys would be refused
+// outside one slot).
+func (b *Broker) checkMode(ctx context.Context) error {
+	if b.cluster {
+		if b.client.Mode() != rueidis.ClientModeCluster {
+			return fmt.Errorf("redis: Config.Cluster is set but %s is not a Redis Cluster node", b.cfg.URL)
+		}
+		return nil
+	}
+	ctx, cancel := b.timeout(ctx)
+	defer cancel()
+	info, err := b.client.Do(ctx, b.client.B().Info().Section("cluster").Build()).ToString()
+	if err != nil {
+		if _, ok := rueidis.IsRedisErr(err); ok {
+			return nil // INFO refused (ACL)
+		}
+		return fmt.Errorf("redis: %w", b.fail("connect", ctx, err))
+	}
+	if strings.Contains(info, "cluster_enabled:1") {
+		return errors.New("redis: the server is a Redis Cluster node: set Config.Cluster (--redis-cluster) and list the seed nodes")
+	}
+	return nil
 }
 
 // Close stops the Broker's goroutines and closes its connections. Calls
 // made after Close started fail with broker.ErrClosed. Messages published
 // before Close was called are first handed to the handlers, as far as the
-// pub/sub connection allows within ctx and three probe intervals; no
+// pub/sub connections allow within ctx and three probe intervals; no
 // Handler is called once Close has returned. Closing twice is a no-op.
 func (b *Broker) Close(ctx context.Context) error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	if b.cancel == nil { // New failed before starting anything
+		b.client.Close()
+		return nil
+	}
 	b.drain(ctx)
 	b.cancel()
 	b.wg.Wait()
+	for _, s := range b.shardList() {
+		s.closeClient()
+	}
 	b.client.Close()
-	b.live.Store(false)
 	return nil
 }
 
-// drain waits until a probe marker published now has been dispatched:
-// everything published before it has been handed to the handlers by then.
+// drain waits until a probe marker published now on every shard has been
+// dispatched: everything published before it has been handed to the
+// handlers by then.
 func (b *Broker) drain(ctx context.Context) {
-	if !b.live.Load() {
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, b.probeDeadline())
 	defer cancel()
-	done := make(chan struct{})
-	select {
-	case b.drains <- done:
-	case <-ctx.Done():
-		return
+	var wg sync.WaitGroup
+	for _, s := range b.shardList() {
+		if !s.live.Load() {
+			continue
+		}
+		wg.Go(func() {
+			done := make(chan struct{})
+			select {
+			case s.drains <- done:
+			case <-ctx.Done():
+				return
+			case <-s.stopped:
+				return
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+		})
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	wg.Wait()
 }
 
 // Ready reports whether the Broker can do its work: nil when Redis answers
-// PING and the pub/sub connection is up and has recently carried a probe
-// marker; otherwise an error wrapping broker.ErrUnavailable.
+// PING and every shard's pub/sub connection is up and has recently carried
+// a probe marker; otherwise an error wrapping broker.ErrUnavailable.
 func (b *Broker) Ready(ctx context.Context) error {
 	if b.closed.Load() {
 		return fmt.Errorf("ready: %w", broker.ErrClosed)
@@ -342,16 +469,15 @@ func (b *Broker) Ready(ctx context.Context) error {
 	if err := b.client.Do(ctx, b.client.B().Ping().Build()).Error(); err != nil {
 		return b.fail("ready", ctx, err)
 	}
-	if !b.live.Load() {
-		return fmt.Errorf("ready: pub/sub connection down: %w", broker.ErrUnavailable)
-	}
-	if age := time.Since(time.Unix(0, b.markerSeen.Load())); age > b.probeDeadline() {
-		return fmt.Errorf("ready: no probe marker for %v: %w", age.Round(time.Millisecond), broker.ErrUnavailable)
+	for _, s := range b.shardList() {
+		if err := s.ready(); err != nil {
+			return fmt.Errorf("ready: %w", err)
+		}
 	}
 	return nil
 }
 
-// probeDeadline is how long the pub/sub connection may go without carrying
+// probeDeadline is how long a pub/sub connection may go without carrying
 // a probe marker before it counts as dead.
 func (b *Broker) probeDeadline() time.Duration { return 3 * b.cfg.ProbeInterval }
 
@@ -379,8 +505,9 @@ func (b *Broker) check(op string, ctx context.Context) error {
 
 // fail turns the error of a Redis call into the broker's errors: closed
 // stays closed; Redis's own complaints about a command stay as they are;
-// everything else (network, timeouts, a server that is loading, read-only
-// or busy) wraps broker.ErrUnavailable.
+// everything else (network, timeouts, a server that is loading, read-only,
+// busy, or a cluster in the middle of a failover or resharding) wraps
+// broker.ErrUnavailable.
 func (b *Broker) fail(op string, ctx context.Context, err error) error {
 	if b.closed.Load() || errors.Is(err, rueidis.ErrClosing) {
 		return fmt.Errorf("%s: %w", op, broker.ErrClosed)
@@ -388,16 +515,26 @@ func (b *Broker) fail(op string, ctx context.Context, err error) error {
 	if rerr, ok := rueidis.IsRedisErr(err); ok {
 		msg := rerr.Error()
 		switch {
-		case strings.HasPrefix(msg, "READONLY"), strings.HasPrefix(msg, "MASTERDOWN"):
-			// The server is no primary (any more): the generation may
-			// have changed under an open connection.
-			b.askGenerationCheck()
-		case rerr.IsLoading(), rerr.IsTryAgain(), rerr.IsClusterDown(), strings.HasPrefix(msg, "BUSY"):
+		case rerr.IsLoading(), rerr.IsTryAgain(), rerr.IsClusterDown(), isRedirect(rerr):
+			b.askRefresh()
+		case strings.HasPrefix(msg, "BUSY"), strings.HasPrefix(msg, "READONLY"), strings.HasPrefix(msg, "MASTERDOWN"):
 		default:
 			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
 	return fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, err))
+}
+
+func isRedirect(rerr *rueidis.RedisError) bool {
+	_, ok := rerr.IsRedirect()
+	return ok
+}
+
+// newIncarnation returns a fresh incarnation name: the instance id (the
+// presence scripts split a stored value at its last NUL) and a random
+// token.
+func (b *Broker) newIncarnation() string {
+	return strings.ReplaceAll(b.cfg.InstanceID, "\x00", "") + "/" + strings.ToLower(rand.Text()[:8])
 }
 
 // newEpoch returns a random epoch: 12 lower-case base32 characters (60

@@ -21,9 +21,14 @@ import (
 )
 
 // TestMain fails the run if goroutines outlive the tests: every Broker must
-// stop its own (and rueidis's) when closed.
+// stop its own (and rueidis's) when closed. Two timers of rueidis's
+// cluster client are let go, closed client or not: after the cluster's
+// topology changed it closes the replaced connections five seconds later,
+// and after an error it refreshes the topology up to a second later.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
 }
 
 var prefixes atomic.Int64
@@ -60,6 +65,22 @@ func TestBroker_SharedConformance(t *testing.T) {
 	brokertest.RunShared(t, func(t *testing.T) (broker.Broker, broker.Broker) {
 		prefix := newPrefix()
 		return open(t, s.URL(), Config{Prefix: prefix, InstanceID: "i_a"}), open(t, s.URL(), Config{Prefix: prefix, InstanceID: "i_b"})
+	})
+}
+
+// conformance runs the conformance suites, as subtests of t, against
+// brokers from open, which adds the address and the mode to cfg.
+func conformance(t *testing.T, open func(t testing.TB, cfg Config) *Broker) {
+	t.Run("Conformance", func(t *testing.T) {
+		brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
+			return open(t, Config{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL})
+		})
+	})
+	t.Run("SharedConformance", func(t *testing.T) {
+		brokertest.RunShared(t, func(t *testing.T) (broker.Broker, broker.Broker) {
+			prefix := newPrefix()
+			return open(t, Config{Prefix: prefix, InstanceID: "i_a"}), open(t, Config{Prefix: prefix, InstanceID: "i_b"})
+		})
 	})
 }
 
@@ -150,6 +171,7 @@ func TestEnvelope_Decode(t *testing.T) {
 type event struct {
 	msg   *broker.Message
 	reset broker.Position
+	at    time.Time
 }
 
 func (e event) String() string {
@@ -205,7 +227,7 @@ func (r *recorder) Deliver(m *broker.Message) {
 		r.errs = append(r.errs, fmt.Sprintf("delivered offset %d after %d", m.Offset, r.last.Offset))
 	}
 	r.last = m.Position()
-	r.events = append(r.events, event{msg: m})
+	r.events = append(r.events, event{msg: m, at: time.Now()})
 }
 
 func (r *recorder) Reset(room string, pos broker.Position) {
@@ -214,7 +236,7 @@ func (r *recorder) Reset(room string, pos broker.Position) {
 	defer r.mu.Unlock()
 	r.busy = false
 	r.last = pos
-	r.events = append(r.events, event{reset: pos})
+	r.events = append(r.events, event{reset: pos, at: time.Now()})
 }
 
 func (r *recorder) snapshot() []event {
@@ -242,6 +264,16 @@ func (r *recorder) offsets(epoch string) []uint64 {
 		}
 	}
 	return os
+}
+
+// longestGap returns the longest time between two calls r received.
+func (r *recorder) longestGap() time.Duration {
+	es := r.snapshot()
+	var gap time.Duration
+	for i := 1; i < len(es); i++ {
+		gap = max(gap, es[i].at.Sub(es[i-1].at))
+	}
+	return gap
 }
 
 func (r *recorder) resets() []broker.Position {

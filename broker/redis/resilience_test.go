@@ -197,9 +197,9 @@ func keepPublishing(t *testing.T, b *Broker, room string, fault func()) broker.P
 }
 
 // TestBroker_FailoverStartsNewEpochs promotes a replica that missed the
-// last writes and points the broker's address at it: the broker notices
-// the new server generation, so the rooms start new epochs (their handlers
-// get a Reset) instead of continuing an epoch whose tail was lost.
+// last writes and points the broker's address at it: the scripts find a
+// new server generation there, so the rooms start new epochs (their
+// handlers get a Reset) instead of continuing an epoch whose tail was lost.
 func TestBroker_FailoverStartsNewEpochs(t *testing.T) {
 	t.Parallel()
 	primary := redistest.Start(t)
@@ -254,22 +254,21 @@ func TestBroker_FailoverStartsNewEpochs(t *testing.T) {
 	if err != nil || hist.Epoch != next.Epoch || len(hist.Messages) != 1 {
 		t.Errorf("History after the failover = %+v with %d messages, %v; want the new epoch with 1 message", hist.Position, len(hist.Messages), err)
 	}
-	if !l.contains("generation changed") {
-		t.Errorf("the generation change was not reported; logs: %v", l.msgs)
-	}
 }
 
 // TestBroker_HoleOlderThanHistoryResets freezes the pub/sub connection
 // while more messages than history holds are published: once the
 // connection is replaced, the handler gets a Reset to just before what
-// history still holds, then those messages.
+// history still holds, then those messages. (The connection is cut rather
+// than left to the probe, which on a loaded machine could replace it
+// before all the messages were published.)
 func TestBroker_HoleOlderThanHistoryResets(t *testing.T) {
 	t.Parallel()
 	const size = 10
 	s := redistest.Start(t)
 	p := newProxy(t, s.Addr)
 	prefix := newPrefix()
-	sub := open(t, p.URL(), Config{Prefix: prefix, ProbeInterval: 50 * time.Millisecond, HistorySize: size})
+	sub := open(t, p.URL(), Config{Prefix: prefix, ProbeInterval: time.Minute, HistorySize: size})
 	pub := open(t, s.URL(), Config{Prefix: prefix, HistorySize: size})
 	h := newRecorder(t)
 	if err := sub.Subscribe(t.Context(), h, "r"); err != nil {
@@ -284,6 +283,7 @@ func TestBroker_HoleOlderThanHistoryResets(t *testing.T) {
 	for i := range 5 * size {
 		last = publish(t, pub, "r", fmt.Sprint(i+1))
 	}
+	p.dropAll()
 	waitFor(t, h, last)
 	es := h.snapshot()
 	want := []string{first.Epoch + "/1", fmt.Sprintf("reset %s/%d", last.Epoch, last.Offset-size)}
@@ -296,8 +296,7 @@ func TestBroker_HoleOlderThanHistoryResets(t *testing.T) {
 }
 
 // TestBroker_Auth connects as an ACL user, also one that may not run INFO:
-// the generation handshake authenticates first, and without INFO the
-// broker works with an unknown generation.
+// without INFO the scripts work with an unknown generation.
 func TestBroker_Auth(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
@@ -319,8 +318,8 @@ func TestBroker_Auth(t *testing.T) {
 			if err := b.Ready(t.Context()); err != nil {
 				t.Errorf("Ready: %v", err)
 			}
-			if u.name == "bob" && b.gen.Load().id != unknownGeneration {
-				t.Errorf("generation without INFO = %q, want %q", b.gen.Load().id, unknownGeneration)
+			if gen, err := s.Do("HGET", b.metaKey("r"), "gen"); u.name == "bob" && (err != nil || gen != "unknown") {
+				t.Errorf("generation of a room published without INFO = %q, %v; want unknown", gen, err)
 			}
 		})
 	}

@@ -25,8 +25,55 @@ type roomPresence struct {
 
 // storedPresence is how an entry is stored in the room's hash:
 // "user\0instance\0incarnation".
-func (b *Broker) storedPresence(v presenceValue) string {
-	return v.user + "\x00" + v.instance + "\x00" + b.incarnation
+func storedPresence(v presenceValue, incarnation string) string {
+	return v.user + "\x00" + v.instance + "\x00" + incarnation
+}
+
+// currentIncarnation returns the incarnation new entries name.
+func (b *Broker) currentIncarnation() string { return *b.incarnation.Load() }
+
+// register marks the Broker's first incarnation live, before any entry
+// names it: readers take an incarnation missing from the liveness set for
+// a dead one.
+func (b *Broker) register(ctx context.Context) error {
+	ctx, cancel := b.timeout(ctx)
+	defer cancel()
+	if err := registerScript.Exec(ctx, b.client, []string{b.liveKey}, []string{b.currentIncarnation()}).Error(); err != nil {
+		return b.fail("register presence incarnation", ctx, err)
+	}
+	b.keptAt.Store(time.Now().UnixNano())
+	return nil
+}
+
+// touch keeps the current incarnation live, or has Redis replace it with a
+// new one if it lapsed; it returns the incarnation to use and whether it
+// changed (every entry must then be written again).
+func (b *Broker) touch(ctx context.Context) (string, bool, error) {
+	used := b.currentIncarnation()
+	ctx, cancel := b.timeout(ctx)
+	defer cancel()
+	next, err := touchScript.Exec(ctx, b.client, []string{b.liveKey},
+		[]string{b.presenceTTLms, used, b.newIncarnation()}).ToString()
+	if err != nil {
+		return "", false, b.fail("keep presence alive", ctx, err)
+	}
+	return next, b.keptAlive(used, next), nil
+}
+
+// keptAlive records Redis's answer next to keeping incarnation used live.
+// It reports whether used had lapsed, so that next replaced it: readers
+// may have removed used's entries, which must be written again under next.
+func (b *Broker) keptAlive(used, next string) bool {
+	b.keptAt.Store(time.Now().UnixNano())
+	if used == next {
+		return false
+	}
+	if cur := b.incarnation.Load(); *cur == used {
+		// Lost to another switch? Then next stays unused and lapses.
+		b.incarnation.CompareAndSwap(cur, &next)
+	}
+	b.log.Info("presence lapsed (no heartbeat within the TTL, or Redis lost it): writing it again")
+	return true
 }
 
 // presenceBatch bounds the sessions written by one script run.
@@ -76,11 +123,24 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 	value := presenceValue{e.User, e.Instance}
 	b.rewriteMu.RLock()
 	defer b.rewriteMu.RUnlock()
+	// The incarnation first: readers must find it live once the entry
+	// names it. (On a cluster the two keys may live on different shards.)
+	// Redis confirmed it a moment ago? Then it is live: it lapses only
+	// after a PresenceTTL without keep-alive. Not asking again spares the
+	// liveness set's shard a write per join. (Should Redis have lost the
+	// set meanwhile, the next Heartbeat, or the reconnection that follows
+	// a failover, writes every entry again.)
+	inc, switched := b.currentIncarnation(), false
+	if time.Since(time.Unix(0, b.keptAt.Load())) > b.cfg.PresenceTTL/3 {
+		var err error
+		if inc, switched, err = b.touch(ctx); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
-	was, err := presenceAddScript.Exec(ctx, b.client,
-		[]string{b.presenceKey(room), b.liveKey},
-		[]string{b.presenceKeyTTLms, b.presenceTTLms, b.incarnation, e.Session, b.storedPresence(value)}).AsInt64()
+	err := presenceAddScript.Exec(ctx, b.client, []string{b.presenceKey(room)},
+		[]string{b.presenceKeyTTLms, e.Session, storedPresence(value, inc)}).Error()
 	if err != nil {
 		return b.fail(op, ctx, err)
 	}
@@ -92,11 +152,11 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 		b.renewOrder = append(b.renewOrder, room)
 	}
 	rp.sessions.set(e.Session, value)
-	others := len(b.mine) > 1 || rp.sessions.len() > 1
 	b.presenceMu.Unlock()
-	if was == 0 && others {
-		// Readers may have removed this Broker's other entries while it
-		// was not live.
+	if switched || inc != b.currentIncarnation() {
+		// Readers may have removed this Broker's entries while its
+		// incarnation was not live, or the entry just written names one
+		// that another call replaced meanwhile.
 		b.requestRestore()
 	}
 	return nil
@@ -167,18 +227,64 @@ func (b *Broker) Presence(ctx context.Context, room string) ([]broker.PresenceEn
 	}
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
-	kv, err := presenceScript.Exec(ctx, b.client,
-		[]string{b.presenceKey(room), b.liveKey}, []string{b.presenceTTLms}).AsStrSlice()
+	key := b.presenceKey(room)
+	kv, err := b.client.Do(ctx, b.client.B().Hgetall().Key(key).Build()).AsStrMap()
 	if err != nil {
 		return nil, b.fail(op, ctx, err)
 	}
-	entries := make([]broker.PresenceEntry, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		e := broker.PresenceEntry{Session: kv[i], User: kv[i+1]}
-		if j := strings.LastIndexByte(kv[i+1], 0); j >= 0 {
-			e.User, e.Instance = kv[i+1][:j], kv[i+1][j+1:]
+	if len(kv) == 0 {
+		return []broker.PresenceEntry{}, nil
+	}
+	// Which incarnations are live: one lookup each, in the liveness set's
+	// own slot.
+	incOf := func(v string) string {
+		if j := strings.LastIndexByte(v, 0); j >= 0 {
+			return v[j+1:]
+		}
+		return ""
+	}
+	seen := make(map[string]bool)
+	args := []string{b.presenceTTLms}
+	for _, v := range kv {
+		if inc := incOf(v); inc != "" && !seen[inc] {
+			seen[inc] = true
+			args = append(args, inc)
+		}
+	}
+	flags, err := liveScript.Exec(ctx, b.client, []string{b.liveKey}, args).AsIntSlice()
+	if err != nil {
+		return nil, b.fail(op, ctx, err)
+	}
+	live := make(map[string]bool, len(flags))
+	var dead []string
+	for i, inc := range args[1:] {
+		if i < len(flags) && flags[i] == 1 {
+			live[inc] = true
+		} else {
+			dead = append(dead, inc)
+		}
+	}
+	entries := make([]broker.PresenceEntry, 0, len(kv))
+	var gone []string
+	for session, v := range kv {
+		if !live[incOf(v)] {
+			gone = append(gone, session)
+			continue
+		}
+		head := v[:strings.LastIndexByte(v, 0)]
+		e := broker.PresenceEntry{Session: session, User: head}
+		if j := strings.LastIndexByte(head, 0); j >= 0 {
+			e.User, e.Instance = head[:j], head[j+1:]
 		}
 		entries = append(entries, e)
+	}
+	if len(dead) > 0 && len(gone) > 0 {
+		// Their instance stopped heartbeating: remove them, unless
+		// rewritten since under a live incarnation.
+		prune := append(append([]string{strconv.Itoa(len(dead))}, dead...), gone...)
+		if err := pruneScript.Exec(ctx, b.client, []string{key}, prune).Error(); err != nil {
+			b.log.Debug("remove dead presence entries", "room", room, "err", err)
+		}
 	}
 	slices.SortFunc(entries, func(x, y broker.PresenceEntry) int {
 		return cmp.Or(cmp.Compare(x.User, y.User), cmp.Compare(x.Session, y.Session))
@@ -248,6 +354,13 @@ func (b *Broker) restore(ctx context.Context, n uint64) error {
 	b.presenceMu.Lock()
 	rooms := slices.Clone(b.renewOrder)
 	b.presenceMu.Unlock()
+	// The entries are written under a live incarnation: a lapsed one is
+	// replaced first.
+	if len(rooms) > 0 {
+		if _, _, err := b.touch(ctx); err != nil {
+			return err
+		}
+	}
 	if err := b.rewrite(ctx, rooms); err != nil {
 		return err
 	}
@@ -277,7 +390,8 @@ func (b *Broker) rewriteRooms(ctx context.Context, rooms []string) error {
 	b.rewriteMu.Lock()
 	defer b.rewriteMu.Unlock()
 	var execs []rueidis.LuaExec
-	head := []string{b.presenceKeyTTLms, b.presenceTTLms, b.incarnation}
+	inc := b.currentIncarnation()
+	head := []string{b.presenceKeyTTLms}
 	b.presenceMu.Lock()
 	for _, room := range rooms {
 		rp := b.mine[room]
@@ -286,14 +400,14 @@ func (b *Broker) rewriteRooms(ctx context.Context, rooms []string) error {
 		}
 		args := slices.Clone(head)
 		for session, value := range rp.sessions.all {
-			args = append(args, session, b.storedPresence(value))
+			args = append(args, session, storedPresence(value, inc))
 			if len(args) >= len(head)+2*presenceBatch {
-				execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room), b.liveKey}, Args: args})
+				execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room)}, Args: args})
 				args = slices.Clone(head)
 			}
 		}
 		if len(args) > len(head) {
-			execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room), b.liveKey}, Args: args})
+			execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room)}, Args: args})
 		}
 	}
 	b.presenceMu.Unlock()
@@ -507,16 +621,17 @@ func (b *Broker) Heartbeat(ctx context.Context, info broker.InstanceInfo) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	used := b.currentIncarnation()
 	hctx, cancel := b.timeout(ctx)
-	was, err := heartbeatScript.Exec(hctx, b.client,
+	next, err := heartbeatScript.Exec(hctx, b.client,
 		[]string{b.instancesKey, b.heartbeatsKey, b.liveKey},
-		[]string{info.ID, string(data), b.presenceTTLms, b.incarnation}).AsInt64()
+		[]string{info.ID, string(data), b.presenceTTLms, used, b.newIncarnation()}).ToString()
 	cancel()
 	if err != nil {
 		return b.fail(op, hctx, err)
 	}
 	n := b.restoreWanted.Load()
-	if was == 0 {
+	if b.keptAlive(used, next) {
 		n = b.restoreWanted.Add(1)
 	}
 	if b.restoreDone.Load() < n {

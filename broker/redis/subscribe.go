@@ -12,44 +12,46 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 )
 
-// request is a Subscribe or Unsubscribe call handed to the controller.
-type request struct {
+// part is the share of a Subscribe or Unsubscribe call that one shard
+// serves: the call's rooms that live on the shard.
+type part struct {
 	unsubscribe bool
 	h           broker.Handler
 	rooms       []string
-	// state is requestPending until the controller answers or the caller
-	// gives up, whichever comes first.
+	// state is partPending until the shard answers or the caller gives
+	// up, whichever comes first.
 	state atomic.Int32
 	reply chan error // cap 1
 	// added are the subscriptions a Subscribe created, to be undone if its
-	// caller gave up.
+	// caller gave up or another part of the call failed.
 	added []pair
 }
 
 const (
-	requestPending int32 = iota
-	requestAnswered
-	requestAbandoned
+	partPending int32 = iota
+	partAnswered
+	partAbandoned
 )
 
 // answer delivers err to the caller; it reports false if the caller had
 // given up.
-func (r *request) answer(err error) bool {
-	if !r.state.CompareAndSwap(requestPending, requestAnswered) {
+func (p *part) answer(err error) bool {
+	if !p.state.CompareAndSwap(partPending, partAnswered) {
 		return false
 	}
-	r.reply <- err
+	p.reply <- err
 	return true
 }
 
 // Subscribe makes h receive the messages of rooms published after
 // Subscribe returns; h must be comparable. Subscribing h to a room twice is
-// a no-op. Rooms this instance does not follow yet are subscribed on the
-// pub/sub connection in one command per call (and per batch of concurrent
-// calls); it fails with an error wrapping broker.ErrUnavailable while that
-// connection is down.
+// a no-op. Rooms this instance does not follow yet are subscribed on their
+// shard's pub/sub connection in one command per call (and per batch of
+// concurrent calls; on a cluster, per hash slot); it fails with an error
+// wrapping broker.ErrUnavailable while that connection is down. A call that
+// fails subscribes nothing.
 func (b *Broker) Subscribe(ctx context.Context, h broker.Handler, rooms ...string) error {
-	return b.call(ctx, &request{h: h, rooms: rooms})
+	return b.call(ctx, false, h, rooms)
 }
 
 // Unsubscribe stops delivering rooms to h: no message of those rooms
@@ -57,39 +59,118 @@ func (b *Broker) Subscribe(ctx context.Context, h broker.Handler, rooms ...strin
 // room's channel is unsubscribed when its last handler leaves. It works
 // while Redis is unreachable.
 func (b *Broker) Unsubscribe(ctx context.Context, h broker.Handler, rooms ...string) error {
-	return b.call(ctx, &request{unsubscribe: true, h: h, rooms: rooms})
+	return b.call(ctx, true, h, rooms)
 }
 
-func (b *Broker) call(ctx context.Context, req *request) error {
+// call hands a Subscribe or Unsubscribe call to the shards, each its part,
+// and waits for their answers. Subscribed rooms go to the shard that
+// serves their slot; an Unsubscribe goes to every shard, which ignore the
+// rooms they do not hold (a room whose master failed stays with its old
+// shard until another master serves its slot). The topology cannot change
+// while a call runs: moving rooms between shards waits for calls, and calls
+// for moves (moveMu).
+func (b *Broker) call(ctx context.Context, unsubscribe bool, h broker.Handler, rooms []string) error {
 	op := "subscribe"
-	if req.unsubscribe {
+	if unsubscribe {
 		op = "unsubscribe"
 	}
 	if err := b.check(op, ctx); err != nil {
 		return err
 	}
-	req.rooms = compact(req.rooms)
-	if len(req.rooms) == 0 {
+	rooms = compact(rooms)
+	if len(rooms) == 0 {
 		return nil
 	}
-	req.reply = make(chan error, 1)
-	select {
-	case b.requests <- req:
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, ctx.Err()))
-	case <-b.done:
-		return fmt.Errorf("%s: %w", op, broker.ErrClosed)
-	}
-	select {
-	case err := <-req.reply:
-		return err
-	case <-ctx.Done():
-		if req.state.CompareAndSwap(requestPending, requestAbandoned) {
-			return fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, ctx.Err()))
+	b.moveMu.RLock()
+	defer b.moveMu.RUnlock()
+	t := b.topo.Load()
+	byShard := make(map[*shard][]string)
+	if unsubscribe {
+		for _, s := range b.shardList() {
+			byShard[s] = rooms
 		}
-		return <-req.reply
-	case <-b.done:
-		return fmt.Errorf("%s: %w", op, broker.ErrClosed)
+	} else {
+		for _, room := range rooms {
+			s := t.owner(b.roomSlot(room))
+			if s == nil {
+				return fmt.Errorf("%s to %q: no Redis master serves its slot now: %w", op, room, broker.ErrUnavailable)
+			}
+			byShard[s] = append(byShard[s], room)
+		}
+	}
+	type sent struct {
+		s *shard
+		p *part
+	}
+	var parts []sent
+	var first error
+	for s, rs := range byShard {
+		p := &part{unsubscribe: unsubscribe, h: h, rooms: rs, reply: make(chan error, 1)}
+		select {
+		case s.requests <- p:
+			parts = append(parts, sent{s, p})
+			continue
+		case <-ctx.Done():
+			first = fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, ctx.Err()))
+		case <-b.done:
+			first = fmt.Errorf("%s: %w", op, broker.ErrClosed)
+		case <-s.stopped:
+			first = fmt.Errorf("%s: %w", op, broker.ErrClosed)
+		}
+		break
+	}
+	var undo []sent // subscribe parts that succeeded, in case the call fails
+	for _, x := range parts {
+		var err, gaveUp error
+		select {
+		case err = <-x.p.reply:
+		case <-ctx.Done():
+			gaveUp = fmt.Errorf("%s: %w", op, errors.Join(broker.ErrUnavailable, ctx.Err()))
+		case <-b.done:
+			gaveUp = fmt.Errorf("%s: %w", op, broker.ErrClosed)
+		}
+		if gaveUp != nil {
+			if x.p.state.CompareAndSwap(partPending, partAbandoned) {
+				// The shard undoes what it does for the part.
+				first = firstErr(first, gaveUp)
+				continue
+			}
+			err = <-x.p.reply // answered meanwhile: the reply is on its way
+		}
+		if err != nil {
+			first = firstErr(first, err)
+		} else if !unsubscribe && len(x.p.added) > 0 {
+			undo = append(undo, x)
+		}
+	}
+	if first != nil {
+		for _, x := range undo {
+			b.undo(x.s, h, x.p.added)
+		}
+		return first
+	}
+	return nil
+}
+
+// firstErr returns the first non-nil error.
+func firstErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// undo takes back the subscriptions a failed call made on shard s.
+func (b *Broker) undo(s *shard, h broker.Handler, added []pair) {
+	rooms := make([]string, len(added))
+	for i, p := range added {
+		rooms[i] = p.room
+	}
+	p := &part{unsubscribe: true, h: h, rooms: rooms, reply: make(chan error, 1)}
+	select {
+	case s.requests <- p:
+		<-p.reply
+	case <-s.stopped:
 	}
 }
 
@@ -109,13 +190,13 @@ func compact(rooms []string) []string {
 	return out
 }
 
-// collect gathers the calls waiting behind first, up to maxBatch.
-func (c *controller) collect(first *request) []*request {
-	batch := []*request{first}
+// collect gathers the parts waiting behind first, up to maxBatch.
+func (s *shard) collect(first *part) []*part {
+	batch := []*part{first}
 	for len(batch) < maxBatch {
 		select {
-		case req := <-c.b.requests:
-			batch = append(batch, req)
+		case p := <-s.requests:
+			batch = append(batch, p)
 		default:
 			return batch
 		}
@@ -123,18 +204,18 @@ func (c *controller) collect(first *request) []*request {
 	return batch
 }
 
-// serve serves a batch of calls, each run of Subscribes and of Unsubscribes
-// together, in order.
-func (c *controller) serve(ctx context.Context, batch []*request) {
+// serve serves a batch of parts, each run of Subscribes and of
+// Unsubscribes together, in order.
+func (s *shard) serve(ctx context.Context, batch []*part) {
 	for len(batch) > 0 {
 		n := 1
 		for n < len(batch) && batch[n].unsubscribe == batch[0].unsubscribe {
 			n++
 		}
 		if batch[0].unsubscribe {
-			c.serveUnsubscribe(ctx, batch[:n])
+			s.serveUnsubscribe(ctx, batch[:n])
 		} else {
-			c.serveSubscribe(ctx, batch[:n])
+			s.serveSubscribe(ctx, batch[:n])
 		}
 		batch = batch[n:]
 	}
@@ -143,88 +224,88 @@ func (c *controller) serve(ctx context.Context, batch []*request) {
 // serveUnsubscribe updates the table at once (the connection need not be
 // up), has the dispatcher drop the handlers, which answers the calls, and
 // unsubscribes the channels of rooms left without a handler.
-func (c *controller) serveUnsubscribe(ctx context.Context, reqs []*request) {
+func (s *shard) serveUnsubscribe(ctx context.Context, parts []*part) {
 	var pairs []pair
 	var emptied []string
-	for _, req := range reqs {
-		for _, room := range req.rooms {
-			set := c.subs[room]
-			if !set.has(req.h) {
+	for _, p := range parts {
+		for _, room := range p.rooms {
+			set := s.subs[room]
+			if !set.has(p.h) {
 				continue
 			}
-			set.remove(req.h)
-			c.subs[room] = set
-			pairs = append(pairs, pair{req.h, room})
+			set.remove(p.h)
+			s.subs[room] = set
+			pairs = append(pairs, pair{p.h, room})
 			if len(set) == 0 {
-				delete(c.subs, room)
+				delete(s.subs, room)
 				emptied = append(emptied, room)
 			}
 		}
 	}
-	c.b.do(func(d *dispatcher) {
+	s.b.do(func(d *dispatcher) {
 		d.remove(pairs)
 		d.drop(emptied)
-		for _, req := range reqs {
-			req.answer(nil)
+		for _, p := range parts {
+			p.answer(nil)
 		}
 	})
 	if len(emptied) > 0 {
 		channels := make([]string, len(emptied))
 		for i, room := range emptied {
-			channels[i] = c.b.channel(room)
+			channels[i] = s.b.channel(room)
 		}
-		c.unsubscribe(ctx, channels)
+		s.unsubscribe(ctx, channels)
 	}
 }
 
-// serveSubscribe serves Subscribe calls:
+// serveSubscribe serves Subscribe parts:
 //
-//  1. Rooms not in the table are subscribed, all in one command, and their
-//     positions read (pipelined) once the subscription is in effect; the
-//     dispatcher buffers their messages meanwhile and starts each at its
-//     position (see dispatcher.init).
+//  1. Rooms not in the table are subscribed, all in one round trip, and
+//     their positions read (pipelined) once the subscription is in
+//     effect; the dispatcher buffers their messages meanwhile and starts
+//     each at its position (see dispatcher.init).
 //  2. Handlers joining rooms that were already subscribed are held by the
 //     dispatcher until a probe marker published now comes back, so that
 //     they start exactly after what was published before the call.
 //
-// The table changes only for calls that succeed; a call that fails changes
-// nothing.
-func (c *controller) serveSubscribe(ctx context.Context, reqs []*request) {
+// The table changes only for parts that succeed; a part that fails
+// changes nothing.
+func (s *shard) serveSubscribe(ctx context.Context, parts []*part) {
 	var newRooms []string
 	isNew := make(map[string]bool)
 	seen := make(map[pair]bool)
-	for _, req := range reqs {
-		for _, room := range req.rooms {
-			p := pair{req.h, room}
-			if c.subs[room].has(req.h) || seen[p] {
+	for _, p := range parts {
+		for _, room := range p.rooms {
+			pr := pair{p.h, room}
+			if s.subs[room].has(p.h) || seen[pr] {
 				continue
 			}
-			seen[p] = true
-			req.added = append(req.added, p)
-			if _, ok := c.subs[room]; !ok && !isNew[room] {
+			seen[pr] = true
+			p.added = append(p.added, pr)
+			if _, ok := s.subs[room]; !ok && !isNew[room] {
 				isNew[room] = true
 				newRooms = append(newRooms, room)
 			}
 		}
 	}
-	failed := make(map[*request]error)
-	if len(seen) > 0 && c.dc == nil {
-		for _, req := range reqs {
-			if len(req.added) > 0 {
-				failed[req] = fmt.Errorf("subscribe: pub/sub connection down: %w", broker.ErrUnavailable)
+	failed := make(map[*part]error)
+	if len(seen) > 0 && s.dc == nil {
+		for _, p := range parts {
+			if len(p.added) > 0 {
+				failed[p] = fmt.Errorf("subscribe: pub/sub connection to %s down: %w", s.name(), broker.ErrUnavailable)
 			}
 		}
 	}
 
 	// 1. New rooms.
 	var positions []broker.Position
-	if len(newRooms) > 0 && c.dc != nil {
+	if len(newRooms) > 0 && s.dc != nil {
 		var err error
-		positions, err = c.subscribeRooms(ctx, newRooms)
+		positions, err = s.subscribeRooms(ctx, newRooms)
 		if err != nil {
-			for _, req := range reqs {
-				if slices.ContainsFunc(req.added, func(p pair) bool { return isNew[p.room] }) {
-					failed[req] = err
+			for _, p := range parts {
+				if slices.ContainsFunc(p.added, func(pr pair) bool { return isNew[pr.room] }) {
+					failed[p] = err
 				}
 			}
 		}
@@ -232,43 +313,43 @@ func (c *controller) serveSubscribe(ctx context.Context, reqs []*request) {
 
 	// 2. Rooms already subscribed.
 	var held []pair
-	var holders []*request
-	for _, req := range reqs {
-		if failed[req] != nil {
+	var holders []*part
+	for _, p := range parts {
+		if failed[p] != nil {
 			continue
 		}
 		n := len(held)
-		for _, p := range req.added {
-			if !isNew[p.room] {
-				held = append(held, p)
+		for _, pr := range p.added {
+			if !isNew[pr.room] {
+				held = append(held, pr)
 			}
 		}
 		if len(held) > n {
-			holders = append(holders, req)
+			holders = append(holders, p)
 		}
 	}
 	if len(held) > 0 {
-		seq := c.nextSeq()
-		c.b.do(func(d *dispatcher) { d.hold(seq, held) })
-		if err := c.publishMarker(ctx, seq); err != nil {
-			c.b.do(func(d *dispatcher) { d.remove(held) })
-			for _, req := range holders {
-				failed[req] = fmt.Errorf("subscribe: %w", err)
+		seq := s.nextSeq()
+		s.b.do(func(d *dispatcher) { d.hold(s, seq, held) })
+		if err := s.publishMarker(ctx, seq); err != nil {
+			s.b.do(func(d *dispatcher) { d.remove(held) })
+			for _, p := range holders {
+				failed[p] = fmt.Errorf("subscribe: %w", err)
 			}
 		}
 	}
 
-	// Settle: the new rooms start with the handlers of the calls that
+	// Settle: the new rooms start with the handlers of the parts that
 	// succeeded; those left with none are unsubscribed again.
 	if len(newRooms) > 0 && positions != nil {
 		handlers := make(map[string][]broker.Handler, len(newRooms))
-		for _, req := range reqs {
-			if failed[req] != nil {
+		for _, p := range parts {
+			if failed[p] != nil {
 				continue
 			}
-			for _, p := range req.added {
-				if isNew[p.room] {
-					handlers[p.room] = append(handlers[p.room], p.h)
+			for _, pr := range p.added {
+				if isNew[pr.room] {
+					handlers[pr.room] = append(handlers[pr.room], pr.h)
 				}
 			}
 		}
@@ -280,55 +361,55 @@ func (c *controller) serveSubscribe(ctx context.Context, reqs []*request) {
 				continue
 			}
 			pos := positions[i]
-			c.b.do(func(d *dispatcher) { d.init(room, pos, hs) })
+			s.b.do(func(d *dispatcher) { d.init(room, pos, hs) })
 		}
 		if len(unused) > 0 {
-			c.b.do(func(d *dispatcher) { d.drop(unused) })
+			s.b.do(func(d *dispatcher) { d.drop(unused) })
 			channels := make([]string, len(unused))
 			for i, room := range unused {
-				channels[i] = c.b.channel(room)
+				channels[i] = s.b.channel(room)
 			}
-			c.unsubscribe(ctx, channels)
+			s.unsubscribe(ctx, channels)
 		}
 	}
-	for _, req := range reqs {
-		if err := failed[req]; err != nil {
-			req.answer(err)
+	for _, p := range parts {
+		if err := failed[p]; err != nil {
+			p.answer(err)
 			continue
 		}
-		for _, p := range req.added {
-			set := c.subs[p.room]
-			set.add(p.h)
-			c.subs[p.room] = set
+		for _, pr := range p.added {
+			set := s.subs[pr.room]
+			set.add(pr.h)
+			s.subs[pr.room] = set
 		}
-		if !req.answer(nil) && len(req.added) > 0 {
+		if !p.answer(nil) && len(p.added) > 0 {
 			// The caller gave up waiting and was told it failed: undo.
-			rooms := make([]string, len(req.added))
-			for i, p := range req.added {
-				rooms[i] = p.room
+			rooms := make([]string, len(p.added))
+			for i, pr := range p.added {
+				rooms[i] = pr.room
 			}
-			undo := &request{unsubscribe: true, h: req.h, rooms: rooms, reply: make(chan error, 1)}
-			c.serveUnsubscribe(ctx, []*request{undo})
+			undo := &part{unsubscribe: true, h: p.h, rooms: rooms, reply: make(chan error, 1)}
+			s.serveUnsubscribe(ctx, []*part{undo})
 		}
 	}
 }
 
 // subscribeRooms subscribes new rooms and reads their positions. On error
 // it has the dispatcher forget them and unsubscribes what it can.
-func (c *controller) subscribeRooms(ctx context.Context, rooms []string) ([]broker.Position, error) {
+func (s *shard) subscribeRooms(ctx context.Context, rooms []string) ([]broker.Position, error) {
 	channels := make([]string, len(rooms))
 	for i, room := range rooms {
-		channels[i] = c.b.channel(room)
+		channels[i] = s.b.channel(room)
 	}
-	c.b.do(func(d *dispatcher) { d.expect(rooms) })
-	err := c.subscribe(ctx, c.dc, channels)
+	s.b.do(func(d *dispatcher) { d.expect(rooms, s) })
+	err := s.subscribe(ctx, s.dc, channels)
 	var positions []broker.Position
 	if err == nil {
-		positions, err = c.b.positions(ctx, rooms)
+		positions, err = s.b.positions(ctx, rooms)
 	}
 	if err != nil {
-		c.b.do(func(d *dispatcher) { d.drop(rooms) })
-		c.unsubscribe(ctx, channels)
+		s.b.do(func(d *dispatcher) { d.drop(rooms) })
+		s.unsubscribe(ctx, channels)
 		return nil, err
 	}
 	return positions, nil
@@ -340,14 +421,13 @@ func (b *Broker) positions(ctx context.Context, rooms []string) ([]broker.Positi
 		pos, err := b.Position(ctx, rooms[0])
 		return []broker.Position{pos}, err
 	}
-	g := b.gen.Load()
 	positions := make([]broker.Position, 0, len(rooms))
 	for chunk := range slices.Chunk(rooms, catchUpBatch) {
 		execs := make([]rueidis.LuaExec, len(chunk))
 		for i, room := range chunk {
 			execs[i] = rueidis.LuaExec{
 				Keys: []string{b.metaKey(room), b.logKey(room)},
-				Args: []string{g.id, newEpoch(), b.historyTTLms},
+				Args: []string{newEpoch(), b.historyTTLms},
 			}
 		}
 		cctx, cancel := b.timeout(ctx)
@@ -364,9 +444,6 @@ func (b *Broker) positions(ctx context.Context, rooms []string) ([]broker.Positi
 			}
 			positions = append(positions, pos)
 		}
-	}
-	if err := b.sameGeneration(g); err != nil {
-		return nil, fmt.Errorf("position: %w", err)
 	}
 	return positions, nil
 }

@@ -38,10 +38,28 @@ func redisFlags(rs *redistest.Server, extra ...string) []string {
 func TestProcess_ThreeInstances(t *testing.T) {
 	skipIfShort(t)
 	t.Parallel()
-	rs := redistest.Start(t)
-	a := startInstance(t, "A", redisFlags(rs)...)
-	b := startInstance(t, "B", redisFlags(rs)...)
-	c := startInstance(t, "C", redisFlags(rs)...)
+	testThreeInstances(t, redisFlags(redistest.Start(t)))
+}
+
+// TestProcess_ThreeInstancesOnCluster is TestProcess_ThreeInstances with the
+// instances on a Redis Cluster of three masters (issue 13).
+func TestProcess_ThreeInstancesOnCluster(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
+	testThreeInstances(t, clusterFlags(redistest.StartCluster(t)))
+}
+
+// clusterFlags are redisFlags for instances on cluster c.
+func clusterFlags(c *redistest.Cluster, extra ...string) []string {
+	return append([]string{"--redis", c.Seeds(), "--redis-cluster", "--rate", "100000", "--burst", "100000", "--history-size", "1000"}, extra...)
+}
+
+// testThreeInstances runs three instances started with flags and checks
+// that they behave as one (see TestProcess_ThreeInstances).
+func testThreeInstances(t *testing.T, flags []string) {
+	a := startInstance(t, "A", flags...)
+	b := startInstance(t, "B", flags...)
+	c := startInstance(t, "C", flags...)
 	insts := []*instance{a, b, c}
 	const room = "general"
 

@@ -52,9 +52,13 @@ func TestProcess_TLSReloadOnSIGHUP(t *testing.T) {
 		}
 		return ""
 	})
-	if !in.logs.contains("TLS certificate reloaded") {
-		t.Error("no log line for the reload")
-	}
+	// The process logs the reload after it swapped the certificate in.
+	eventually(t, 10*time.Second, func() string {
+		if !in.logs.contains("TLS certificate reloaded") {
+			return "no log line for the reload"
+		}
+		return ""
+	})
 	// The session from before the reload is still there.
 	if err := c.Conn().TrySend(wstest.Frame("send", "id", 1, "to", "alice", "data", "after the reload")); err != nil {
 		t.Fatal(err)

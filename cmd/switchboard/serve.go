@@ -28,6 +28,7 @@ type serveFlags struct {
 	advertise      addressValue
 	redis          string
 	redisCluster   bool
+	redisSentinel  string
 	redisPrefix    string
 	instanceID     string
 	jwtSecret      string
@@ -82,6 +83,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.StringVar(&f.redis, "redis", "", "redis://host:port/db; empty runs the embedded memory broker")
 	fs.alias["REDIS_URL"] = "redis"
 	fs.BoolVar(&f.redisCluster, "redis-cluster", false, "--redis lists seed nodes of a Redis Cluster; use sharded pub/sub")
+	fs.StringVar(&f.redisSentinel, "redis-sentinel", "", "name of the primary that the sentinels listed in --redis monitor")
 	fs.StringVar(&f.redisPrefix, "redis-prefix", "sb", "prefix of every Redis key and channel")
 	fs.StringVar(&f.instanceID, "instance-id", "", "this instance's id (default: random)")
 	fs.StringVar(&f.jwtSecret, "jwt-secret", "", "HS256 secret for tokens")
@@ -155,22 +157,50 @@ func (f *serveFlags) check() error {
 		}
 		return bad("tls-key", "--tls-cert needs --tls-key")
 	}
-	if f.redisCluster && f.redis == "" {
-		return bad("redis-cluster", "needs --redis with the seed nodes")
-	}
-	if f.redisCluster {
-		return bad("redis-cluster", "Redis Cluster is not supported yet; give --redis one Redis URL")
-	}
-	if f.redis != "" {
-		if u, err := url.Parse(f.redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			return bad("redis", "want a URL such as redis://localhost:6379/0")
-		}
+	if err := f.checkRedis(); err != nil {
+		return err
 	}
 	if strings.ContainsAny(f.redisPrefix, "{}") || f.redisPrefix == "" {
 		return bad("redis-prefix", "must be non-empty and hold no '{' or '}'")
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return bad("listen", "want host:port or :port")
+	}
+	return nil
+}
+
+// checkRedis checks --redis and the flags that say what it lists: one URL,
+// or with --redis-cluster or --redis-sentinel a comma-separated list of
+// URLs or bare host:port addresses.
+func (f *serveFlags) checkRedis() error {
+	bad := func(name, why string) error { return &flagError{flag: name, err: errors.New(why)} }
+	switch {
+	case f.redisCluster && f.redisSentinel != "":
+		return bad("redis-sentinel", "does not go with --redis-cluster")
+	case f.redisCluster && f.redis == "":
+		return bad("redis-cluster", "needs --redis with the seed nodes")
+	case f.redisSentinel != "" && f.redis == "":
+		return bad("redis-sentinel", "needs --redis with the sentinel addresses")
+	case f.redis == "":
+		return nil
+	}
+	list := f.redisCluster || f.redisSentinel != ""
+	addrs := strings.Split(f.redis, ",")
+	if len(addrs) > 1 && !list {
+		return bad("redis", "lists several addresses: add --redis-cluster (seed nodes) or --redis-sentinel MASTER (sentinels)")
+	}
+	for _, a := range addrs {
+		a = strings.TrimSpace(a)
+		if list && !strings.Contains(a, "://") {
+			a = "redis://" + a // bare host:port
+		}
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
+			if list {
+				return bad("redis", fmt.Sprintf("%q: want a comma-separated list of redis://host:port URLs or host:port addresses", a))
+			}
+			return bad("redis", "want a URL such as redis://localhost:6379/0")
+		}
 	}
 	return nil
 }
@@ -271,7 +301,7 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 			return cfg, &flagError{flag: "tls-cert", err: err}
 		}
 	}
-	cfg.Redis, cfg.RedisPrefix, cfg.RedisCluster = f.redis, f.redisPrefix, f.redisCluster
+	cfg.Redis, cfg.RedisPrefix, cfg.RedisCluster, cfg.RedisSentinel = f.redis, f.redisPrefix, f.redisCluster, f.redisSentinel
 	return cfg, nil
 }
 

@@ -17,6 +17,7 @@ var serveFields = map[string]serveField{
 	"advertise":        func(f *serveFlags) any { return string(f.advertise) },
 	"redis":            func(f *serveFlags) any { return f.redis },
 	"redis-cluster":    func(f *serveFlags) any { return f.redisCluster },
+	"redis-sentinel":   func(f *serveFlags) any { return f.redisSentinel },
 	"redis-prefix":     func(f *serveFlags) any { return f.redisPrefix },
 	"instance-id":      func(f *serveFlags) any { return f.instanceID },
 	"jwt-secret":       func(f *serveFlags) any { return f.jwtSecret },
@@ -59,6 +60,7 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		{"advertise", ""},
 		{"redis", ""},
 		{"redis-cluster", false},
+		{"redis-sentinel", ""},
 		{"redis-prefix", "sb"},
 		{"instance-id", ""},
 		{"jwt-secret", ""},
@@ -153,13 +155,41 @@ func TestParseServeFlags_Env(t *testing.T) {
 	}
 }
 
-// Redis Cluster is refused for now, so SWITCHBOARD_REDIS_CLUSTER shows it
-// was read by the error it causes.
-func TestParseServeFlags_EnvRedisClusterIsRead(t *testing.T) {
+// --redis-cluster and --redis-sentinel need --redis, so they are read from
+// the environment together with it.
+func TestParseServeFlags_EnvRedisModes(t *testing.T) {
 	t.Parallel()
-	env := fakeEnv{"SWITCHBOARD_REDIS_CLUSTER": "true", "SWITCHBOARD_REDIS": "redis://a:6379"}
-	_, err := parseServeFlags([]string{"--dev"}, env.lookup)
-	wantFlagErr(t, err, "redis-cluster")
+	seeds := "127.0.0.1:7000,redis://127.0.0.1:7001"
+	f, err := parseServeFlags([]string{"--dev"}, fakeEnv{"SWITCHBOARD_REDIS_CLUSTER": "true", "REDIS_URL": seeds}.lookup)
+	if err != nil || !f.redisCluster || f.redis != seeds {
+		t.Errorf("SWITCHBOARD_REDIS_CLUSTER=true, REDIS_URL=%q: cluster %v, redis %q, %v", seeds, f != nil && f.redisCluster, serveFields["redis"](f), err)
+	}
+	f, err = parseServeFlags([]string{"--dev"}, fakeEnv{"SWITCHBOARD_REDIS_SENTINEL": "mymaster", "SWITCHBOARD_REDIS": seeds}.lookup)
+	if err != nil || f.redisSentinel != "mymaster" || f.redis != seeds {
+		t.Errorf("SWITCHBOARD_REDIS_SENTINEL=mymaster: %+v, %v", f, err)
+	}
+}
+
+// Cluster seeds and sentinels are lists of URLs or bare host:port.
+func TestParseServeFlags_RedisLists(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--redis-cluster", "--redis", "127.0.0.1:7000,127.0.0.1:7001, 127.0.0.1:7002"},
+		{"--redis-cluster", "--redis", "redis://:secret@10.0.0.1:7000,10.0.0.2:7000"},
+		{"--redis-cluster", "--redis", "rediss://node-1.example:7000"},
+		{"--redis-sentinel", "mymaster", "--redis", "127.0.0.1:26379,127.0.0.1:26380"},
+		{"--redis", "redis://127.0.0.1:26379?master_set=mymaster&addr=127.0.0.1:26380"},
+	} {
+		f, err := parseServeFlags(append([]string{"--dev"}, args...), noEnv)
+		if err != nil {
+			t.Errorf("parseServeFlags(%q) = %v", args, err)
+			continue
+		}
+		cfg, err := f.config(nil)
+		if err != nil || cfg.Redis != f.redis || cfg.RedisCluster != f.redisCluster || cfg.RedisSentinel != f.redisSentinel {
+			t.Errorf("config of %q = Redis %q, cluster %v, sentinel %q, %v", args, cfg.Redis, cfg.RedisCluster, cfg.RedisSentinel, err)
+		}
+	}
 }
 
 // The TLS pair comes from the environment too.
@@ -187,8 +217,9 @@ func TestParseServeFlags_EnvCoversEveryFlag(t *testing.T) {
 		t.Fatalf("parseServeFlags(--dev) = %v", err)
 	}
 	// The TLS pair is read together; TestParseServeFlags_EnvTLSIsRead
-	// covers it.
-	tested := map[string]bool{envName("redis-cluster"): true, "REDIS_URL": true, envName("tls-cert"): true, envName("tls-key"): true}
+	// covers it, as TestParseServeFlags_EnvRedisModes covers the Redis
+	// modes.
+	tested := map[string]bool{envName("redis-cluster"): true, envName("redis-sentinel"): true, "REDIS_URL": true, envName("tls-cert"): true, envName("tls-key"): true}
 	for _, c := range serveEnvCases {
 		tested[envName(c.flag)] = true
 	}
@@ -351,6 +382,11 @@ func TestRun_ServeFlagErrors(t *testing.T) {
 		{"RedisIPWithoutScheme", []string{"--dev", "--redis", "127.0.0.1:6379"}, "redis"},
 		{"RedisHTTPScheme", []string{"--dev", "--redis", "http://localhost:6379"}, "redis"},
 		{"RedisClusterWithoutRedis", []string{"--dev", "--redis-cluster"}, "redis-cluster"},
+		{"RedisSentinelWithoutRedis", []string{"--dev", "--redis-sentinel", "m"}, "redis-sentinel"},
+		{"RedisClusterAndSentinel", []string{"--dev", "--redis", "a:1", "--redis-cluster", "--redis-sentinel", "m"}, "redis-sentinel"},
+		{"RedisListWithoutMode", []string{"--dev", "--redis", "redis://a:1,redis://b:2"}, "redis"},
+		{"RedisClusterBadSeed", []string{"--dev", "--redis-cluster", "--redis", "redis://a:1,http://b:2"}, "redis"},
+		{"RedisClusterEmptySeed", []string{"--dev", "--redis-cluster", "--redis", "redis://a:1,,redis://b:2"}, "redis"},
 		{"RedisPrefixWithBraces", []string{"--dev", "--redis-prefix", "a{b}"}, "redis-prefix"},
 		{"RedisPrefixEmpty", []string{"--dev", "--redis-prefix="}, "redis-prefix"},
 		{"SendQueueBelowMaxFrame", []string{"--dev", "--max-frame", "1MiB", "--send-queue", "512KiB"}, "send-queue"},
