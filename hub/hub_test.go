@@ -261,7 +261,10 @@ func TestHub_DeliverEncodesOnce(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	perMessage := (after.TotalAlloc - before.TotalAlloc) / 2
 	t.Logf("a %d-byte message to %d sessions allocated %d bytes", len(big), sessions, perMessage)
-	if limit := uint64(sessions * bigSize / 4); perMessage > limit {
+	// Over TLS the connections' writers encrypt each copy as it goes out
+	// (crypto/tls allocates per record), which says nothing about the
+	// hub's encoding: the bound is checked on plain TCP.
+	if limit := uint64(sessions * bigSize / 4); perMessage > limit && !wstest.UseTLS() {
 		t.Fatalf("a %d-byte message to %d sessions allocated %d bytes, want at most %d: is the frame encoded per recipient?",
 			len(big), sessions, perMessage, limit)
 	}
