@@ -343,3 +343,44 @@ func TestUpgrade_Refusals(t *testing.T) {
 		})
 	}
 }
+
+// TestConn_CloseFrameNeverInsideAFrame: a protocol error of the client
+// while the server is in the middle of writing large frames to it (the
+// rest of a write the socket did not take is pending) fails the
+// connection with a close frame that comes after whole frames: everything
+// the client reads parses, and the last frame is the close.
+func TestConn_CloseFrameNeverInsideAFrame(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{SendQueueBytes: 16 << 20})
+		c := ts.dial(t, "noecho")
+		if tc, ok := c.conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(64 << 10)
+		}
+		big := []byte(strings.Repeat("w", 200<<10))
+		for range 10 {
+			c.rec.c.Send(Frame{Data: big})
+		}
+		// The writes are under way (they cannot all fit in the socket);
+		// now the client breaks the protocol.
+		c.send(rawFrame(finText|0x40, []byte("reserved bit"), false))
+		texts := 0
+		for {
+			f, err := c.next()
+			if err != nil {
+				t.Fatalf("after %d whole frames: %v (a close frame cut into a frame breaks the stream)", texts, err)
+			}
+			if f.op == opClose {
+				if f.String() != `close 1002 "reserved bits set without an extension"` {
+					t.Fatalf("got %v, want close 1002", f)
+				}
+				break
+			}
+			if f.op != opText || len(f.payload) != len(big) {
+				t.Fatalf("frame %d: op %d with %d bytes, want a whole %d-byte text frame", texts, f.op, len(f.payload), len(big))
+			}
+			texts++
+		}
+		c.send(closeFrame(1002, ""))
+		c.expectEOF()
+	})
+}
