@@ -199,7 +199,7 @@ func (f *serveFlags) checkHTTP() error {
 	if _, _, err := net.SplitHostPort(f.adminListen); err != nil {
 		return bad("admin-listen", "want host:port or :port")
 	}
-	if f.adminListen == f.listen {
+	if _, port, _ := net.SplitHostPort(f.adminListen); f.adminListen == f.listen && port != "0" {
 		return bad("admin-listen", "must differ from --listen")
 	}
 	return nil
