@@ -63,7 +63,7 @@ func TestAuth_LeewayAtHello(t *testing.T) {
 		// welcome.
 		c.Join("room")
 		c.Ping()
-		code, at := closedAt(t, c, until.Sub(time.Now())+10*time.Second)
+		code, at := closedAt(t, c, time.Until(until)+10*time.Second)
 		if code != protocol.CloseUnauthorized {
 			t.Fatalf("closed with %d, want 4003", code)
 		}
@@ -106,7 +106,7 @@ func TestAuth_LeewayAtRefresh(t *testing.T) {
 		t.Errorf("refresh inside the leeway: %s, want the ack of id 2", wstest.Describe(ack))
 	}
 	c.Ping()
-	code, at := closedAt(t, c, until.Sub(time.Now())+10*time.Second)
+	code, at := closedAt(t, c, time.Until(until)+10*time.Second)
 	if code != protocol.CloseUnauthorized {
 		t.Fatalf("closed with %d, want 4003 at the refreshed token's exp+leeway", code)
 	}

@@ -7,6 +7,7 @@ package switchboard_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,18 +55,24 @@ func rawExchange(t *testing.T, base string, req []byte) (string, error) {
 	return strings.TrimSpace(line), err
 }
 
-// dialRaw opens a TCP connection to the server at base, closed when the
-// test ends.
+// dialRaw opens a TCP connection to the server at base (over TLS when the
+// server serves https), closed when the test ends.
 func dialRaw(t *testing.T, base string) net.Conn {
 	t.Helper()
-	if wstest.UseTLS() {
-		t.Skip("raw HTTP/1.1 over plain TCP; the TLS run covers the same server code")
-	}
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.Dial("tcp", u.Host)
+	var conn net.Conn
+	if u.Scheme == "https" {
+		_, _, pool, cerr := wstest.TestCertificate()
+		if cerr != nil {
+			t.Fatal(cerr)
+		}
+		conn, err = tls.Dial("tcp", u.Host, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	} else {
+		conn, err = net.Dial("tcp", u.Host)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +86,7 @@ func dialRaw(t *testing.T, base string) net.Conn {
 func TestHTTPLimits_HeaderBytes(t *testing.T) {
 	t.Parallel()
 	srv := wstest.Start(t, switchboard.Config{})
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := srv.URL[strings.Index(srv.URL, "://")+3:]
 	limit := switchboard.DefaultMaxHeaderBytes
 
 	for _, tt := range []struct {
