@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -517,19 +519,33 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 		list = append(list, j)
 	}
 
-	// joinedCh gets a value as each joiner reads its joined frame.
-	joinedCh := make(chan struct{}, joiners)
+	// joinedCh gets a joiner's name as it reads its joined frame; failed
+	// gets it (with the reason) when the joiner cannot get there: a dial
+	// that failed or a reader that gave up.
+	joinedCh := make(chan string, joiners)
+	failed := make(chan error, joiners)
 	// A joiner's reader starts when the joiner is released: until then it
 	// gets nothing, for as long as the publisher takes to get there. A
 	// recovery of hundreds of messages under -race on a loaded machine may
 	// take seconds: the reader is patient.
-	readToEnd := func(start <-chan struct{}, c *wstest.Conn) <-chan collected {
-		return collectAfter(start, 30*time.Second, c, func(f protocol.ServerFrame) bool {
-			if f.Type == protocol.TypeJoined {
-				joinedCh <- struct{}{}
+	readToEnd := func(start <-chan struct{}, name string, c *wstest.Conn) <-chan collected {
+		seen := false
+		in := collectAfter(start, 30*time.Second, c, func(f protocol.ServerFrame) bool {
+			if f.Type == protocol.TypeJoined && !seen {
+				seen = true
+				joinedCh <- name
 			}
 			return f.Type == protocol.TypeMessage && bytes.Contains(f.Data, []byte(`"p":"end"`))
 		})
+		out := make(chan collected, 1)
+		go func() {
+			res := <-in
+			if res.err != nil && !seen {
+				failed <- fmt.Errorf("%s, before its joined frame: %w", name, res.err)
+			}
+			out <- res
+		}()
+		return out
 	}
 	for _, j := range list {
 		if j.kind == "resume" {
@@ -538,7 +554,9 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 				c, err := wstest.TryDial(t, nil, srv.WS, wstest.Hello{User: j.name, Batch: true,
 					Resume: map[string]protocol.Position{room: {Epoch: epoch, Offset: j.since}}})
 				if err == nil {
-					j.c, j.done = c, readToEnd(nil, c)
+					j.c, j.done = c, readToEnd(nil, j.name, c)
+				} else {
+					failed <- fmt.Errorf("%s: %w", j.name, err)
 				}
 				j.err <- err
 			}()
@@ -548,7 +566,7 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 		if j.kind == "since" {
 			frame = wstest.Frame("join", "id", j.name, "room", room, "since", protocol.Position{Epoch: epoch, Offset: j.since})
 		}
-		j.done = readToEnd(j.start, j.c)
+		j.done = readToEnd(j.start, j.name, j.c)
 		go func() {
 			<-j.start
 			j.err <- j.c.TrySend(frame)
@@ -596,11 +614,20 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 				return
 			}
 		}
-		for range joiners {
+		waiting := make(map[string]bool, joiners)
+		for _, j := range list {
+			waiting[j.name] = true
+		}
+		timeout := time.After(90 * time.Second)
+		for len(waiting) > 0 {
 			select {
-			case <-joinedCh:
-			case <-time.After(90 * time.Second):
-				pubErr <- errors.New("not every joiner got joined")
+			case name := <-joinedCh:
+				delete(waiting, name)
+			case err := <-failed:
+				pubErr <- err
+				return
+			case <-timeout:
+				pubErr <- fmt.Errorf("%d joiners got no joined frame in 90 s: %v", len(waiting), slices.Sorted(maps.Keys(waiting)))
 				return
 			}
 		}
