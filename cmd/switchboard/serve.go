@@ -55,6 +55,7 @@ type serveFlags struct {
 	tlsCert        string
 	tlsKey         string
 	maxQueuedBytes sizeValue
+	historyMax     sizeValue
 }
 
 // serveAbout opens the usage of serve.
@@ -73,7 +74,7 @@ func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
 
 // parseServeFlagsTo is parseServeFlags with -h printing to help.
 func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlags, error) {
-	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20, maxQueuedBytes: 1 << 30}
+	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20, maxQueuedBytes: 1 << 30, historyMax: 256 << 20}
 	fs := newFlagSet("serve", env)
 	fs.help = help
 	fs.about = serveAbout
@@ -109,6 +110,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain: serve https:// and wss:// (with --tls-key; reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(&f.maxQueuedBytes, "max-queued-bytes", "ceiling on bytes queued for all sessions together, e.g. 1GiB; 0 for none (default 1GiB)")
+	fs.Var(&f.historyMax, "history-max-bytes", "bytes of history of all rooms together in the embedded broker, e.g. 256MiB; the oldest messages go first (default 256MiB; Redis: use its maxmemory)")
 	if err := fs.parse(args); err != nil {
 		return nil, err
 	}
@@ -140,6 +142,8 @@ func (f *serveFlags) check() error {
 		return bad("burst", "must be a positive number")
 	case f.maxFrame < 256:
 		return bad("max-frame", "must be at least 256 bytes")
+	case f.historyMax < sizeValue(f.maxFrame):
+		return bad("history-max-bytes", "must be at least --max-frame")
 	case f.sendQueue < sizeValue(f.maxFrame):
 		return bad("send-queue", "must be at least --max-frame")
 	case f.logLevel != "debug" && f.logLevel != "info" && f.logLevel != "warn" && f.logLevel != "error":
@@ -288,6 +292,7 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,
 		DrainTimeout: f.drainTimeout, DrainSpread: f.drainSpread, Logger: log,
 		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, MaxQueuedBytes: int64(f.maxQueuedBytes),
+		HistoryMaxBytes: int64(f.historyMax),
 	}
 	if f.jwtPublicKey != "" {
 		pem, err := os.ReadFile(f.jwtPublicKey)
