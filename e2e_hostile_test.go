@@ -452,3 +452,80 @@ func (e *hostileEnv) checkBystander(t *testing.T, relayed string) {
 		}
 	}
 }
+
+// TestHostile_HistoryBudget replays the issue's finding over a real
+// instance: 64 KB messages published to rotating rooms. The embedded
+// broker's history stays within --history-max-bytes, and a client that
+// recovers from a position whose messages were evicted is told
+// recovered: false, not given a hole.
+func TestHostile_HistoryBudget(t *testing.T) {
+	const budget = 2 << 20
+	srv := wstest.Start(t, switchboard.Config{APIKey: hostileKey, HistoryMaxBytes: budget})
+	early := wstest.Dial(t, srv.WS, wstest.Hello{User: "early"})
+	early.Send(wstest.Frame("join", "id", 1, "room", "rot-0"))
+	start := early.Expect(protocol.TypeJoined)
+	early.WS().Close()
+
+	data := `"` + strings.Repeat("x", 64000) + `"`
+	for i := range 200 { // 12.8 MB in all
+		body := fmt.Sprintf(`{"room":"rot-%d","data":%s}`, i%10, data)
+		req, err := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/api/publish", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+hostileKey)
+		res, err := wstest.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("publish %d: status %d", i, res.StatusCode)
+		}
+		if i%20 == 19 {
+			if held := srv.Metric(t, "switchboard_history_bytes"); held > budget || held == 0 {
+				t.Fatalf("after %d publishes switchboard_history_bytes = %v, budget %d", i+1, held, budget)
+			}
+		}
+	}
+
+	// rot-0 got 20 messages; at most a budget's worth of the newest 200
+	// survive, so its first ones are gone. Recovering from offset 0 cannot
+	// be continuous.
+	c := wstest.Dial(t, srv.WS, wstest.Hello{User: "late"})
+	c.Send(`{"type":"join","id":2,"room":"rot-0","since":{"epoch":"` + start.Epoch + `","offset":0}}`)
+	f := c.Next()
+	if f.Type != protocol.TypeJoined || f.Recovered || f.Epoch != start.Epoch || f.Offset != 20 {
+		t.Fatalf("recovery from before the eviction answered %s, want joined recovered:false at %s/20", wstest.Describe(f), start.Epoch)
+	}
+	// A recovery from a position still held replays and says recovered.
+	c.Send(`{"type":"join","id":3,"room":"rot-9","since":{"epoch":"` + latestEpoch(t, srv, "rot-9") + `","offset":19}}`)
+	m := c.Expect(protocol.TypeMessage)
+	if m.Offset != 20 || len(m.Data) != len(data) {
+		t.Fatalf("replay from 19 sent offset %d (%d bytes)", m.Offset, len(m.Data))
+	}
+	if j := c.Expect(protocol.TypeJoined); !j.Recovered || j.Offset != 20 {
+		t.Fatalf("recovery within history answered %s, want recovered:true at 20", wstest.Describe(j))
+	}
+}
+
+// latestEpoch reads room's epoch through the API's history route.
+func latestEpoch(t *testing.T, srv *wstest.Server, room string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/api/rooms/"+room+"/history?limit=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+hostileKey)
+	res, err := wstest.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var h struct{ Epoch string }
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil || h.Epoch == "" {
+		t.Fatalf("history of %s: %v %+v", room, err, h)
+	}
+	return h.Epoch
+}
