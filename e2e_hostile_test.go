@@ -529,3 +529,67 @@ func latestEpoch(t *testing.T, srv *wstest.Server, room string) string {
 	}
 	return h.Epoch
 }
+
+// TestHostile_QueuedBytesCeiling: a client that joins a busy room and never
+// reads cannot make the instance queue more than --max-queued-bytes for
+// it. Past the ceiling it is closed with 4008 (the ceiling's counter says
+// so), while a reading member of the same room gets every message.
+func TestHostile_QueuedBytesCeiling(t *testing.T) {
+	const ceiling, total = 512 << 10, 150
+	srv := wstest.Start(t, switchboard.Config{APIKey: hostileKey, SendQueueBytes: 1 << 20, MaxQueuedBytes: ceiling})
+	hog := wstest.DialWith(t, wstest.SmallReceiveBuffer(4096), srv.WS, wstest.Hello{User: "hog"})
+	hog.Send(wstest.Frame("join", "id", 1, "room", "busy"))
+	hog.Expect(protocol.TypeJoined)
+	reader := wstest.Dial(t, srv.WS, wstest.Hello{User: "reader"})
+	reader.Send(wstest.Frame("join", "id", 1, "room", "busy"))
+	reader.Expect(protocol.TypeJoined)
+	got := make(chan uint64, 1)
+	go func() {
+		var last uint64
+		for {
+			f, err := reader.NextErr(wstest.Timeout)
+			if err != nil || f.Type != protocol.TypeMessage || f.Offset != last+1 {
+				got <- last
+				return
+			}
+			if last = f.Offset; last == total {
+				got <- last
+				return
+			}
+		}
+	}()
+
+	data := `"` + strings.Repeat("q", 60000) + `"`
+	for i := range total { // 9 MB for the hog, which reads nothing
+		req, err := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/api/publish", strings.NewReader(`{"room":"busy","data":`+data+`}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+hostileKey)
+		res, err := wstest.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("publish %d: status %d", i, res.StatusCode)
+		}
+		if i%10 != 9 {
+			continue
+		}
+		if q := srv.Metric(t, "switchboard_send_queue_bytes"); q > ceiling+(1<<20) {
+			t.Fatalf("after %d publishes %v bytes are queued, ceiling %d (+ one session's queue of slack)", i+1, q, ceiling)
+		}
+	}
+	if last := <-got; last != total {
+		t.Fatalf("the reading member got messages up to %d of %d", last, total)
+	}
+	if n := srv.Metric(t, "switchboard_send_queue_ceiling_overflows_total"); n < 1 {
+		t.Errorf("switchboard_send_queue_ceiling_overflows_total = %v, want the hog closed (4008) for the ceiling", n)
+	}
+	// The hog's 4008 close frame comes after megabytes the kernel buffered
+	// for it, which a 4 KiB window reads slowly: the counter above is the
+	// close, so do not wait for the frame here.
+	hog.WS().Close()
+}
