@@ -82,9 +82,24 @@ bench-go:
 chaos:
 	cd cmd/switchboard && SWITCHBOARD_CHAOS=full SWITCHBOARD_TEST_REDIS=required $(GO) test -count=1 -timeout 30m -run '^TestProcess_Chaos$$'
 
-## fuzz: run the frame decoder fuzzer for a minute
+## fuzz: run every fuzz target for FUZZTIME each (default 60s; go test -fuzz takes one target per
+## run): the WebSocket frame reader, the client frame decoder, the room pattern matcher, the token
+## verifier and the HTTP API's body decoders. Their seed corpora run in every `go test`.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := \
+	./transport:FuzzFrames \
+	./protocol:FuzzDecode \
+	./protocol:FuzzAppendString \
+	./auth:FuzzMatch \
+	./auth:FuzzVerify \
+	./auth:FuzzVerifyString \
+	./api:FuzzRequestBody
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocol
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t#*:}; \
+	  echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 clean:
 	rm -rf bin

@@ -87,6 +87,11 @@ type Config struct {
 	// HistoryTTL is how long a room's history lives after its last
 	// publish. Default: 5m.
 	HistoryTTL time.Duration
+	// HistoryMaxBytes bounds the history of all rooms together in the
+	// embedded memory broker; over it the oldest messages of any room are
+	// trimmed first. Redis is bounded by its own maxmemory instead.
+	// Default: 256 MiB.
+	HistoryMaxBytes int64
 	// IdempotencyTTL is how long a publish key is remembered. Default: 5m.
 	IdempotencyTTL time.Duration
 
@@ -205,7 +210,10 @@ func New(cfg Config) (*Instance, error) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
-	if cfg.HistorySize < 0 || cfg.HistoryTTL < 0 || cfg.IdempotencyTTL < 0 || cfg.DrainTimeout < 0 {
+	if cfg.HistoryMaxBytes == 0 {
+		cfg.HistoryMaxBytes = memory.DefaultHistoryMaxBytes
+	}
+	if cfg.HistorySize < 0 || cfg.HistoryTTL < 0 || cfg.IdempotencyTTL < 0 || cfg.DrainTimeout < 0 || cfg.HistoryMaxBytes < 0 {
 		return nil, errors.New("switchboard: history, idempotency and drain settings must be positive")
 	}
 	if err := cfg.httpLimits(); err != nil {
@@ -256,9 +264,14 @@ func New(cfg Config) (*Instance, error) {
 		}
 		b = rb
 	default:
-		b = memory.New(memory.Config{
+		mb := memory.New(memory.Config{
 			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
+			HistoryMaxBytes: cfg.HistoryMaxBytes,
 		})
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_history_bytes",
+			Help: "Bytes the embedded broker's history holds over all rooms (bounded by --history-max-bytes)."},
+			func() float64 { return float64(mb.HistoryBytes()) }))
+		b = mb
 	}
 
 	h, err := hub.New(hub.Config{

@@ -44,7 +44,7 @@ var testKeys = sync.OnceValue(func() (k struct {
 })
 
 // publicPEM encodes pub as a PKIX "PUBLIC KEY" PEM block.
-func publicPEM(t *testing.T, pub any) []byte {
+func publicPEM(t testing.TB, pub any) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {

@@ -14,9 +14,57 @@ import (
 // given twice is an error, strings must be valid UTF-8, and unknown fields
 // are ignored. Decode reads client frames with it; the HTTP API reads its
 // request bodies with it too. Its errors describe themselves with
-// JSONProblem.
+// JSONProblem. JSON that nests deeper than MaxDataDepth+1 levels fails
+// with ErrTooDeep before any decoding.
 func Unmarshal(b []byte, v any) error {
+	if err := CheckDepth(b, MaxDataDepth+1); err != nil {
+		return err
+	}
 	return jsonv2.Unmarshal(b, v)
+}
+
+// MaxDataDepth is how deeply the data of a message may nest arrays and
+// objects: a scalar has depth 0, [] and {} depth 1, [[1]] depth 2. A client
+// frame or an API request body that nests deeper than MaxDataDepth+1 levels
+// (the frame or body itself is one level) is refused with bad_request
+// before it is decoded, so a deeply nested payload is never stored or
+// relayed, and never costs a recursive decoder its stack.
+const MaxDataDepth = 64
+
+// ErrTooDeep is the error of Unmarshal and CheckDepth for JSON that nests
+// deeper than MaxDataDepth+1 levels.
+var ErrTooDeep = errors.New("JSON nests arrays and objects too deeply")
+
+// CheckDepth returns ErrTooDeep if the JSON text b nests arrays and objects
+// more than max levels deep, counting brackets outside strings in one pass
+// over b. It does not validate b otherwise: a valid document within the
+// limit always passes, and invalid JSON is left to the decoder.
+func CheckDepth(b []byte, max int) error {
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++ // the escaped byte cannot end the string
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+			if depth > max {
+				return ErrTooDeep
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return nil
 }
 
 // JSONProblem describes an error of Unmarshal in a few words, naming the
@@ -25,6 +73,8 @@ func JSONProblem(err error) string {
 	var syn *jsontext.SyntacticError
 	var sem *jsonv2.SemanticError
 	switch {
+	case errors.Is(err, ErrTooDeep):
+		return fmt.Sprintf("it nests arrays and objects too deeply (data may nest at most %d levels)", MaxDataDepth)
 	case errors.As(err, &syn) && errors.Is(syn.Err, jsontext.ErrDuplicateName):
 		return fmt.Sprintf("field %q is given twice", fieldName(syn.JSONPointer))
 	case errors.As(err, &syn) && strings.Contains(syn.Err.Error(), "UTF-8"):

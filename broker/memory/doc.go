@@ -33,12 +33,21 @@
 // lookups sweep the whole room map at most once per min(HistoryTTL,
 // IdempotencyTTL) of clock time, dropping expired histories and idempotency
 // keys and removing rooms that hold nothing any more, so abandoned rooms do
-// not pile up. Saved session states and stale instances are pruned the same
+// not pile up.
+//
+// All rooms' history together is bounded by HistoryMaxBytes (256 MiB by
+// default), counted with MessageBytes. Every held message is also linked
+// into one age list, oldest first; a publish that takes the total over the
+// budget then drops the oldest messages of the whole broker, whichever
+// rooms they belong to, until it fits again. Dropping a room's oldest
+// messages is the trim HistorySize makes anyway: the room keeps its epoch
+// and offset, and a recovery from before the trim is not continuous, so
+// the hub answers it recovered: false and never a hole. Saved session states and stale instances are pruned the same
 // way by their own calls. The broker starts no goroutines.
 //
 // # Locks
 //
 // Lock order: the broker's room-map lock, then a room's lock. The presence,
-// session and instance locks are leaves: nothing else is locked while one of
+// session, instance and age-list locks are leaves: nothing else is locked while one of
 // them is held. Handlers run with their room's lock held.
 package memory

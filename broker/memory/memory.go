@@ -17,6 +17,9 @@ const (
 	DefaultHistoryTTL     = 5 * time.Minute
 	DefaultIdempotencyTTL = 5 * time.Minute
 	DefaultInstanceTTL    = 30 * time.Second
+	// DefaultHistoryMaxBytes is the default budget of all rooms' history
+	// together: 256 MiB.
+	DefaultHistoryMaxBytes = 256 << 20
 )
 
 // Config configures a Broker. The zero value of each field (or a negative
@@ -30,6 +33,12 @@ type Config struct {
 	HistoryTTL time.Duration
 	// IdempotencyTTL is how long a publish key is remembered. Default: 5m.
 	IdempotencyTTL time.Duration
+	// HistoryMaxBytes bounds the bytes the history of all rooms together
+	// holds (see MessageBytes). Over it, the oldest messages of the whole
+	// broker leave history first, exactly as if --history-size had trimmed
+	// them: a recovery that needs one of them gets recovered: false.
+	// Default: 256 MiB.
+	HistoryMaxBytes int64
 	// InstanceTTL is how long an instance stays in Instances after its last
 	// Heartbeat. Default: 30s.
 	InstanceTTL time.Duration
@@ -46,6 +55,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if c.HistoryMaxBytes <= 0 {
+		c.HistoryMaxBytes = DefaultHistoryMaxBytes
 	}
 	if c.InstanceTTL <= 0 {
 		c.InstanceTTL = DefaultInstanceTTL
@@ -77,6 +89,13 @@ type Broker struct {
 
 	instancesMu sync.Mutex
 	instances   map[string]instance
+
+	// ageMu guards the age list: every message held in any room's history,
+	// oldest first, and historyBytes, their total MessageBytes. It is a
+	// leaf lock, taken with a room's lock held.
+	ageMu        sync.Mutex
+	age          entryList
+	historyBytes atomic.Int64
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -118,6 +137,10 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	b.rooms = nil
 	b.mu.Unlock()
+	b.ageMu.Lock()
+	b.age = entryList{}
+	b.historyBytes.Store(0)
+	b.ageMu.Unlock()
 
 	b.presenceMu.Lock()
 	b.presence = nil

@@ -106,9 +106,9 @@ func (b *Broker) roomCount() int {
 }
 
 func TestNew_Defaults(t *testing.T) {
-	for _, cfg := range []Config{{}, {HistorySize: -1, HistoryTTL: -1, IdempotencyTTL: -1, InstanceTTL: -1}} {
+	for _, cfg := range []Config{{}, {HistorySize: -1, HistoryTTL: -1, IdempotencyTTL: -1, InstanceTTL: -1, HistoryMaxBytes: -1}} {
 		got := New(cfg).cfg
-		if got.HistorySize != 100 || got.HistoryTTL != 5*time.Minute || got.IdempotencyTTL != 5*time.Minute || got.InstanceTTL != 30*time.Second || got.Now == nil {
+		if got.HistorySize != 100 || got.HistoryTTL != 5*time.Minute || got.IdempotencyTTL != 5*time.Minute || got.InstanceTTL != 30*time.Second || got.HistoryMaxBytes != 256<<20 || got.Now == nil {
 			t.Errorf("New(%+v) config = %+v, want the documented defaults", cfg, got)
 		}
 	}

@@ -44,18 +44,18 @@ func (r *room) position() broker.Position {
 }
 
 // expire drops the room's state if it has expired at now.
-func (r *room) expire(now time.Time) {
+func (r *room) expire(b *Broker, now time.Time) {
 	if r.epoch != "" && !now.Before(r.expires) {
 		r.epoch = ""
 		r.offset = 0
-		r.history = ring{}
+		b.forget(&r.history)
 	}
 }
 
 // ensureEpoch expires the room's state if due and starts a new epoch if the
 // room has none, resetting the handlers that knew an older epoch.
-func (r *room) ensureEpoch(now time.Time, ttl time.Duration) {
-	r.expire(now)
+func (r *room) ensureEpoch(b *Broker, now time.Time, ttl time.Duration) {
+	r.expire(b, now)
 	if r.epoch != "" {
 		return
 	}
@@ -80,24 +80,151 @@ func (r *room) pruneKeys(now time.Time) {
 	}
 }
 
-// ring holds the last messages of a room, oldest first from start. Offsets
-// in it are contiguous and end at the room's offset.
+// ring holds the last messages of a room, oldest first from start: a
+// circular queue of n entries. Offsets in it are contiguous and end at the
+// room's offset.
 type ring struct {
-	buf   []*broker.Message
+	buf   []*entry
 	start int
+	n     int
 }
 
-func (g *ring) len() int { return len(g.buf) }
+func (g *ring) len() int { return g.n }
 
-func (g *ring) at(i int) *broker.Message { return g.buf[(g.start+i)%len(g.buf)] }
+func (g *ring) at(i int) *entry { return g.buf[(g.start+i)%len(g.buf)] }
 
-func (g *ring) push(m *broker.Message, size int) {
-	if len(g.buf) < size {
-		g.buf = append(g.buf, m)
-		return
+// push appends e, growing the buffer up to size entries; at size it drops
+// and returns the oldest entry to make room.
+func (g *ring) push(e *entry, size int) (dropped *entry) {
+	if g.n == len(g.buf) {
+		if g.n >= size {
+			dropped = g.buf[g.start]
+			g.buf[g.start] = e
+			g.start = (g.start + 1) % len(g.buf)
+			return dropped
+		}
+		buf := make([]*entry, min(size, max(4, 2*g.n)))
+		for i := range g.n {
+			buf[i] = g.at(i)
+		}
+		g.buf, g.start = buf, 0
 	}
-	g.buf[g.start] = m
+	g.buf[(g.start+g.n)%len(g.buf)] = e
+	g.n++
+	return nil
+}
+
+// popOldest removes the oldest entry.
+func (g *ring) popOldest() {
+	g.buf[g.start] = nil
 	g.start = (g.start + 1) % len(g.buf)
+	g.n--
+}
+
+// entry is one message held in a room's history, linked into the broker's
+// age list.
+type entry struct {
+	m          *broker.Message
+	r          *room
+	size       int64
+	prev, next *entry
+}
+
+// entryList is a doubly linked list of entries, oldest first.
+type entryList struct{ head, tail *entry }
+
+func (l *entryList) pushBack(e *entry) {
+	e.prev, e.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = e
+	} else {
+		l.head = e
+	}
+	l.tail = e
+}
+
+func (l *entryList) remove(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else if l.head == e {
+		l.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else if l.tail == e {
+		l.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+// MessageBytes is what a message counts against Config.HistoryMaxBytes:
+// its data, names and a fixed share for the structures that hold it.
+func MessageBytes(m *broker.Message) int64 {
+	return int64(len(m.Data)+len(m.Room)+len(m.Epoch)+len(m.From)+len(m.Origin)) + messageOverhead
+}
+
+// messageOverhead approximates the bytes of a stored message beyond its
+// strings: the Message, its entry and the ring slot.
+const messageOverhead = 192
+
+// remember links e into the age list; with e's room locked.
+func (b *Broker) remember(e *entry) {
+	b.ageMu.Lock()
+	b.age.pushBack(e)
+	b.historyBytes.Add(e.size)
+	b.ageMu.Unlock()
+}
+
+// unlink takes e out of the age list; with e's room locked.
+func (b *Broker) unlink(e *entry) {
+	b.ageMu.Lock()
+	b.age.remove(e)
+	b.historyBytes.Add(-e.size)
+	b.ageMu.Unlock()
+}
+
+// forget empties g, taking its entries out of the age list; with its room
+// locked.
+func (b *Broker) forget(g *ring) {
+	if g.n > 0 {
+		b.ageMu.Lock()
+		for i := range g.n {
+			e := g.at(i)
+			b.age.remove(e)
+			b.historyBytes.Add(-e.size)
+		}
+		b.ageMu.Unlock()
+	}
+	*g = ring{}
+}
+
+// HistoryBytes returns the bytes all rooms' history holds, as counted
+// against Config.HistoryMaxBytes.
+func (b *Broker) HistoryBytes() int64 { return b.historyBytes.Load() }
+
+// evict drops the oldest messages of the whole broker from their rooms'
+// history until it holds at most HistoryMaxBytes. It must be called with
+// no room locked. A room keeps its epoch and offset: losing its oldest
+// messages is the same trim --history-size makes, so a recovery from before
+// them is answered recovered: false, never with a hole.
+func (b *Broker) evict() {
+	for b.historyBytes.Load() > b.cfg.HistoryMaxBytes {
+		b.ageMu.Lock()
+		e := b.age.head
+		b.ageMu.Unlock()
+		if e == nil {
+			return
+		}
+		r := e.r
+		r.mu.Lock()
+		// The oldest entry of the broker is the oldest of its room, unless
+		// the room dropped it meanwhile; then look again.
+		if r.history.len() > 0 && r.history.at(0) == e {
+			r.history.popOldest()
+			b.unlink(e)
+		}
+		r.mu.Unlock()
+	}
 }
 
 // lockRoom returns the room called name with its lock held, creating it if
@@ -161,7 +288,7 @@ func (b *Broker) sweep(now time.Time) {
 		if !r.mu.TryLock() {
 			continue
 		}
-		r.expire(now)
+		r.expire(b, now)
 		r.pruneKeys(now)
 		if r.epoch == "" && len(r.subs) == 0 && len(r.keys) == 0 {
 			r.removed = true
@@ -184,14 +311,19 @@ func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication)
 	if err != nil {
 		return broker.Position{}, fmt.Errorf("publish to %q: %w", room, err)
 	}
-	defer r.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			r.mu.Unlock()
+		}
+	}()
 
 	if p.Key != "" {
 		if e, ok := r.keys[p.Key]; ok && now.Before(e.expires) {
 			return e.pos, nil
 		}
 	}
-	r.ensureEpoch(now, b.cfg.HistoryTTL)
+	r.ensureEpoch(b, now, b.cfg.HistoryTTL)
 	r.offset++
 	r.expires = now.Add(b.cfg.HistoryTTL)
 	data := json.RawMessage(bytes.Clone(p.Data))
@@ -207,7 +339,11 @@ func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication)
 		Origin: p.Origin,
 		Data:   data,
 	}
-	r.history.push(m, b.cfg.HistorySize)
+	e := &entry{m: m, r: r, size: MessageBytes(m)}
+	b.remember(e)
+	if old := r.history.push(e, b.cfg.HistorySize); old != nil {
+		b.unlink(old)
+	}
 	pos := m.Position()
 	if p.Key != "" {
 		if r.keys == nil {
@@ -218,6 +354,9 @@ func (b *Broker) Publish(ctx context.Context, room string, p broker.Publication)
 	for h := range r.subs {
 		h.Deliver(m)
 	}
+	r.mu.Unlock()
+	locked = false
+	b.evict()
 	return pos, nil
 }
 
@@ -233,7 +372,7 @@ func (b *Broker) Subscribe(ctx context.Context, h broker.Handler, rooms ...strin
 		if err != nil {
 			return fmt.Errorf("subscribe to %q: %w", name, err)
 		}
-		r.expire(now)
+		r.expire(b, now)
 		if _, ok := r.subs[h]; !ok {
 			if r.subs == nil {
 				r.subs = make(map[broker.Handler]string)
@@ -278,7 +417,7 @@ func (b *Broker) Position(ctx context.Context, room string) (broker.Position, er
 		return broker.Position{}, fmt.Errorf("position of %q: %w", room, err)
 	}
 	defer r.mu.Unlock()
-	r.ensureEpoch(now, b.cfg.HistoryTTL)
+	r.ensureEpoch(b, now, b.cfg.HistoryTTL)
 	return r.position(), nil
 }
 
@@ -298,7 +437,7 @@ func (b *Broker) History(ctx context.Context, room string, q broker.HistoryQuery
 		return broker.History{}, fmt.Errorf("history of %q: %w", room, err)
 	}
 	defer r.mu.Unlock()
-	r.ensureEpoch(now, b.cfg.HistoryTTL)
+	r.ensureEpoch(b, now, b.cfg.HistoryTTL)
 
 	h := broker.History{Position: r.position()}
 	n := r.history.len()
@@ -322,7 +461,7 @@ func (b *Broker) History(ctx context.Context, room string, q broker.HistoryQuery
 	}
 	h.Messages = make([]*broker.Message, count)
 	for i := range count {
-		h.Messages[i] = r.history.at(start + i)
+		h.Messages[i] = r.history.at(start + i).m
 	}
 	return h, nil
 }

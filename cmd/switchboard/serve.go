@@ -61,6 +61,7 @@ type serveFlags struct {
 	idleTimeout    time.Duration
 	maxBody        sizeValue
 	adminListen    string
+	historyMax     sizeValue
 }
 
 // serveAbout opens the usage of serve.
@@ -81,7 +82,7 @@ func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
 // parseServeFlagsTo is parseServeFlags with -h printing to help.
 func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlags, error) {
 	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20, maxQueuedBytes: 1 << 30,
-		maxHeaderBytes: switchboard.DefaultMaxHeaderBytes, maxBody: switchboard.DefaultMaxBodyBytes}
+		maxHeaderBytes: switchboard.DefaultMaxHeaderBytes, maxBody: switchboard.DefaultMaxBodyBytes, historyMax: 256 << 20}
 	fs := newFlagSet("serve", env)
 	fs.help = help
 	fs.about = serveAbout
@@ -122,6 +123,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", switchboard.DefaultIdleTimeout, "time a keep-alive HTTP connection may wait for its next request")
 	fs.Var(&f.maxBody, "max-body", "largest HTTP API request body; larger gets 413 (default 1MiB)")
 	fs.StringVar(&f.adminListen, "admin-listen", "", "address for the API, /metrics and /debug/pprof/, then not on --listen (default: all on --listen)")
+	fs.Var(&f.historyMax, "history-max-bytes", "bytes of history of all rooms together in the embedded broker, e.g. 256MiB; the oldest messages go first (default 256MiB; Redis: use its maxmemory)")
 	if err := fs.parse(args); err != nil {
 		return nil, err
 	}
@@ -153,6 +155,8 @@ func (f *serveFlags) check() error {
 		return bad("burst", "must be a positive number")
 	case f.maxFrame < 256:
 		return bad("max-frame", "must be at least 256 bytes")
+	case f.historyMax < sizeValue(f.maxFrame):
+		return bad("history-max-bytes", "must be at least --max-frame")
 	case f.sendQueue < sizeValue(f.maxFrame):
 		return bad("send-queue", "must be at least --max-frame")
 	case f.logLevel != "debug" && f.logLevel != "info" && f.logLevel != "warn" && f.logLevel != "error":
@@ -325,7 +329,8 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		DrainTimeout: f.drainTimeout, DrainSpread: f.drainSpread, Logger: log,
 		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, MaxQueuedBytes: int64(f.maxQueuedBytes),
 		MaxHeaderBytes: int(f.maxHeaderBytes), HeaderTimeout: f.headerTimeout, IdleTimeout: f.idleTimeout,
-		MaxBodyBytes: int64(f.maxBody),
+		MaxBodyBytes:    int64(f.maxBody),
+		HistoryMaxBytes: int64(f.historyMax),
 	}
 	if f.jwtPublicKey != "" {
 		pem, err := os.ReadFile(f.jwtPublicKey)

@@ -48,6 +48,9 @@ var serveFields = map[string]serveField{
 	"idle-timeout":     func(f *serveFlags) any { return f.idleTimeout },
 	"max-body":         func(f *serveFlags) any { return int64(f.maxBody) },
 	"admin-listen":     func(f *serveFlags) any { return f.adminListen },
+
+	// Memory bounds (issue 12).
+	"history-max-bytes": func(f *serveFlags) any { return int64(f.historyMax) },
 }
 
 func TestParseServeFlags_Defaults(t *testing.T) {
@@ -95,6 +98,7 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		{"idle-timeout", 60 * time.Second},
 		{"max-body", int64(1 << 20)},
 		{"admin-listen", ""},
+		{"history-max-bytes", int64(256 << 20)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
@@ -143,6 +147,7 @@ var serveEnvCases = []struct {
 	{"idle-timeout", "30s", 30 * time.Second},
 	{"max-body", "64KiB", int64(64 << 10)},
 	{"admin-listen", "127.0.0.1:9090", "127.0.0.1:9090"},
+	{"history-max-bytes", "64MiB", int64(64 << 20)},
 }
 
 func TestParseServeFlags_Env(t *testing.T) {
@@ -393,6 +398,8 @@ func TestRun_ServeFlagErrors(t *testing.T) {
 		{"TLSCertWithoutKey", []string{"--dev", "--tls-cert", "cert.pem"}, "tls-key"},
 		{"TLSKeyWithoutCert", []string{"--dev", "--tls-key", "key.pem"}, "tls-cert"},
 		{"MaxQueuedBytesABC", []string{"--dev", "--max-queued-bytes", "lots"}, "max-queued-bytes"},
+		{"HistoryMaxBytesABC", []string{"--dev", "--history-max-bytes", "lots"}, "history-max-bytes"},
+		{"HistoryMaxBytesBelowMaxFrame", []string{"--dev", "--history-max-bytes", "1KiB"}, "history-max-bytes"},
 		{"RedisWithoutScheme", []string{"--dev", "--redis", "localhost:6379"}, "redis"},
 		{"RedisIPWithoutScheme", []string{"--dev", "--redis", "127.0.0.1:6379"}, "redis"},
 		{"RedisHTTPScheme", []string{"--dev", "--redis", "http://localhost:6379"}, "redis"},
