@@ -43,6 +43,14 @@ var serveFields = map[string]serveField{
 	"tls-cert":         func(f *serveFlags) any { return f.tlsCert },
 	"tls-key":          func(f *serveFlags) any { return f.tlsKey },
 	"max-queued-bytes": func(f *serveFlags) any { return int64(f.maxQueuedBytes) },
+	// Admission.
+	"max-conns":          func(f *serveFlags) any { return f.maxConns },
+	"max-conns-per-ip":   func(f *serveFlags) any { return f.maxConnsPerIP },
+	"max-conns-per-user": func(f *serveFlags) any { return f.maxConnsPerUser },
+	"trusted-proxies":    func(f *serveFlags) any { return []string(f.trustedProxies) },
+	"accept-rate":        func(f *serveFlags) any { return f.acceptRate },
+	"accept-burst":       func(f *serveFlags) any { return f.acceptBurst },
+	"accept-queue":       func(f *serveFlags) any { return f.acceptQueue },
 }
 
 func TestParseServeFlags_Defaults(t *testing.T) {
@@ -85,6 +93,13 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		{"tls-cert", ""},
 		{"tls-key", ""},
 		{"max-queued-bytes", int64(1 << 30)},
+		{"max-conns", 0},
+		{"max-conns-per-ip", 0},
+		{"max-conns-per-user", 0},
+		{"trusted-proxies", []string(nil)},
+		{"accept-rate", 5000.0},
+		{"accept-burst", 0},
+		{"accept-queue", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
@@ -128,6 +143,13 @@ var serveEnvCases = []struct {
 	{"log-level", "debug", "debug"},
 	{"log-format", "json", "json"},
 	{"max-queued-bytes", "512MiB", int64(512 << 20)},
+	{"max-conns", "900", 900},
+	{"max-conns-per-ip", "20", 20},
+	{"max-conns-per-user", "5", 5},
+	{"trusted-proxies", "10.0.0.0/8, 192.168.1.7", []string{"10.0.0.0/8", "192.168.1.7"}},
+	{"accept-rate", "250.5", 250.5},
+	{"accept-burst", "300", 300},
+	{"accept-queue", "1000", 1000},
 }
 
 func TestParseServeFlags_Env(t *testing.T) {
@@ -402,6 +424,16 @@ func TestRun_ServeFlagErrors(t *testing.T) {
 		{"GivenTwice", []string{"--dev", "--listen", ":1", "--listen", ":2"}, "listen"},
 		{"UnknownFlag", []string{"--dev", "--no-such-flag"}, "no-such-flag"},
 		{"MissingValue", []string{"--dev", "--listen"}, "listen"},
+		{"MaxConnsBelowMinusOne", []string{"--dev", "--max-conns", "-2"}, "max-conns"},
+		{"MaxConnsABC", []string{"--dev", "--max-conns", "many"}, "max-conns"},
+		{"MaxConnsPerIPNegative", []string{"--dev", "--max-conns-per-ip", "-1"}, "max-conns-per-ip"},
+		{"MaxConnsPerUserNegative", []string{"--dev", "--max-conns-per-user", "-1"}, "max-conns-per-user"},
+		{"TrustedProxiesHostName", []string{"--dev", "--trusted-proxies", "10.0.0.1,proxy.internal"}, "trusted-proxies"},
+		{"TrustedProxiesBadCIDR", []string{"--dev", "--trusted-proxies", "10.0.0.0/40"}, "trusted-proxies"},
+		{"AcceptRateNegative", []string{"--dev", "--accept-rate", "-1"}, "accept-rate"},
+		{"AcceptRateInfinite", []string{"--dev", "--accept-rate", "+Inf"}, "accept-rate"},
+		{"AcceptBurstNegative", []string{"--dev", "--accept-burst", "-1"}, "accept-burst"},
+		{"AcceptQueueNegative", []string{"--dev", "--accept-queue", "-3"}, "accept-queue"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
