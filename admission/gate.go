@@ -153,6 +153,19 @@ func (g *Gate) Cancel(w *Waiter) {
 	g.queues[w.kind].cancelled()
 }
 
+// CancelAll withdraws every waiting hello (each Wait returns Cancelled),
+// for a server that stops.
+func (g *Gate) CancelAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k := range g.queues {
+		q := &g.queues[k]
+		for q.len() > 0 {
+			g.decideLocked(q.popFront(), Cancelled)
+		}
+	}
+}
+
 // Waiting returns the number of hellos of kind waiting now.
 func (g *Gate) Waiting(kind Kind) int {
 	g.mu.Lock()

@@ -185,3 +185,15 @@ func TestGateConfigChecked(t *testing.T) {
 		}
 	}
 }
+
+// CancelAll withdraws every waiting hello of both kinds.
+func TestGateCancelAll(t *testing.T) {
+	g := newGate(t, GateConfig{Rate: 0.001, Burst: 1, Queue: 10, Wait: 10 * time.Second})
+	g.Enter(Cold)
+	a, _ := g.Enter(Cold)
+	b, _ := g.Enter(Resume)
+	g.CancelAll()
+	if a.Wait() != Cancelled || b.Wait() != Cancelled || g.Waiting(Cold)+g.Waiting(Resume) != 0 {
+		t.Fatal("CancelAll left hellos waiting")
+	}
+}

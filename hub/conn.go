@@ -203,7 +203,9 @@ func (s *Session) admit(kind admission.Kind) bool {
 			s.waiter = w
 		}
 		s.mu.Unlock()
-		if closing {
+		// A drain that began before Enter queued w missed it (it cancels
+		// the waiters there are after it sets draining).
+		if closing || h.draining.Load() {
 			g.Cancel(w)
 		}
 		res = w.Wait()
@@ -220,7 +222,9 @@ func (s *Session) admit(kind admission.Kind) bool {
 	case admission.TimedOut:
 		h.metrics.refused("accept_timeout")
 	default:
-		return false // the connection is gone
+		// Cancelled: the connection is gone, or the hub drains.
+		s.close(closeRestarting, "draining")
+		return false
 	}
 	s.close(closeRateLimited, "server busy, back off")
 	return false
