@@ -590,3 +590,25 @@ func TestAdmission_AcceptQueue(t *testing.T) {
 	}
 	waitConns(t, s2, 1)
 }
+
+// The default --max-conns leaves a tenth of the open-file limit, at least
+// 128 files, to everything else.
+func TestAdmission_DefaultMaxConns(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		limit uint64
+		want  int
+	}{
+		{0, 0}, {1 << 62, 0}, {1, 1}, {100, 50}, {256, 128}, {257, 129}, {1024, 896},
+		{20000, 18000}, {65536, 58983}, {1 << 20, 943719},
+	} {
+		if got := switchboard.DefaultMaxConns(tc.limit); got != tc.want {
+			t.Errorf("DefaultMaxConns(%d) = %d, want %d", tc.limit, got, tc.want)
+		}
+	}
+	// An instance with the default shows the ceiling it derived.
+	s := wstest.Start(t, switchboard.Config{})
+	if got := s.Metric(t, "switchboard_admission_max_conns"); got <= 0 {
+		t.Fatalf("switchboard_admission_max_conns = %v with the default, want the derived ceiling", got)
+	}
+}

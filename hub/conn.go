@@ -132,7 +132,7 @@ func (s *Session) hello(data []byte, text bool) {
 	claims, reason := h.authenticate(f)
 	if reason != "" {
 		h.metrics.authFailure("token")
-		h.log.Info("hello refused", "remote", s.conn.RemoteAddr().String(), "err", reason)
+		h.log.Info("hello refused", "remote", s.addr.String(), "err", reason)
 		s.close(closeUnauthorized, reason)
 		return
 	}

@@ -559,3 +559,32 @@ func checkServeHelp(t *testing.T, help string) {
 		}
 	}
 }
+
+// The admission flags reach the instance's Config: --accept-rate 0 turns
+// the accept rate off (Config's 0 would be its default), and
+// --trusted-proxies is parsed.
+func TestServeFlags_AdmissionConfig(t *testing.T) {
+	t.Parallel()
+	f, err := parseServeFlags([]string{"--dev", "--accept-rate", "0", "--trusted-proxies", "10.0.0.0/8,192.168.1.7",
+		"--max-conns", "-1", "--max-conns-per-ip", "3", "--max-conns-per-user", "4", "--accept-queue", "9"}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AcceptRate >= 0 || cfg.MaxConns != -1 || cfg.MaxConnsPerIP != 3 || cfg.MaxConnsPerUser != 4 || cfg.AcceptQueue != 9 {
+		t.Errorf("config = rate %v, max %d, per ip %d, per user %d, queue %d", cfg.AcceptRate, cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxConnsPerUser, cfg.AcceptQueue)
+	}
+	if len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1].String() != "192.168.1.7/32" {
+		t.Errorf("trusted proxies = %v", cfg.TrustedProxies)
+	}
+	f, err = parseServeFlags([]string{"--dev"}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, _ = f.config(nil); cfg.AcceptRate != 5000 || cfg.MaxConns != 0 {
+		t.Errorf("default config: accept rate %v, max conns %d; want 5000 and 0 (derived)", cfg.AcceptRate, cfg.MaxConns)
+	}
+}
