@@ -111,13 +111,23 @@ func TestAdmission_MaxConns(t *testing.T) {
 	t.Parallel()
 	const limit = 5
 	s := wstest.Start(t, switchboard.Config{MaxConns: limit, MaxConnsPerUser: 1, HelloTimeout: time.Second})
-	var open []*websocket.Conn
-	for range limit {
+	// welcomed opens a session that stays (the hello timeout is short).
+	users := 0
+	welcomed := func() *websocket.Conn {
+		t.Helper()
 		ws, r := upgrade(t, nil, s.WS, nil)
 		if r != nil {
 			t.Fatalf("connection under the ceiling refused: %+v", r)
 		}
-		open = append(open, ws)
+		users++
+		if typ, code, err := sendHello(ws, wstest.Hello{User: fmt.Sprintf("keeper%d", users)}); err != nil || typ != protocol.TypeWelcome {
+			t.Fatalf("hello: %s %d %v", typ, code, err)
+		}
+		return ws
+	}
+	var open []*websocket.Conn
+	for range limit {
+		open = append(open, welcomed())
 	}
 	_, r := upgrade(t, nil, s.WS, nil)
 	wantRefused(t, "connection past --max-conns", r, "max_conns")
@@ -131,9 +141,7 @@ func TestAdmission_MaxConns(t *testing.T) {
 	open[1].Close()
 	waitConns(t, s, limit-2)
 	for range 2 {
-		if _, r := upgrade(t, nil, s.WS, nil); r != nil {
-			t.Fatalf("connection after two closed refused: %+v", r)
-		}
+		welcomed()
 	}
 	_, r = upgrade(t, nil, s.WS, nil)
 	wantRefused(t, "connection past --max-conns after refilling", r, "max_conns")
