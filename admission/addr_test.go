@@ -78,3 +78,23 @@ func TestConnsCeilings(t *testing.T) {
 		t.Fatalf("after the cycles: %d open over %d addresses", c.Open(), c.Addrs())
 	}
 }
+
+// IPv6 clients are counted per /64: one host commonly holds a whole one.
+func TestConnsIPv6Per64(t *testing.T) {
+	c := &Conns{MaxPerAddr: 2}
+	if c.Acquire(netip.MustParseAddr("2001:db8:1:2::1")) != "" || c.Acquire(netip.MustParseAddr("2001:db8:1:2:ffff::9")) != "" {
+		t.Fatal("refused under the ceiling")
+	}
+	if got := c.Acquire(netip.MustParseAddr("2001:db8:1:2:abcd::1")); got != ReasonMaxConnsPerIP {
+		t.Fatalf("third address of one /64: %q, want refused", got)
+	}
+	if got := c.Acquire(netip.MustParseAddr("2001:db8:1:3::1")); got != "" {
+		t.Fatalf("another /64: %q", got)
+	}
+	c.Release(netip.MustParseAddr("2001:db8:1:2::1"))
+	c.Release(netip.MustParseAddr("2001:db8:1:2:ffff::9"))
+	c.Release(netip.MustParseAddr("2001:db8:1:3::1"))
+	if c.Open() != 0 || c.Addrs() != 0 {
+		t.Fatalf("after release: %d open over %d keys", c.Open(), c.Addrs())
+	}
+}

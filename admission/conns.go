@@ -18,7 +18,8 @@ type Conns struct {
 	// Max is the most connections open at once; 0 for no ceiling.
 	Max int
 	// MaxPerAddr is the most connections open at once from one client
-	// address; 0 for no ceiling.
+	// address (an IPv4 address, or an IPv6 /64 network: one host commonly
+	// holds a whole /64); 0 for no ceiling.
 	MaxPerAddr int
 
 	mu     sync.Mutex
@@ -37,6 +38,7 @@ func (c *Conns) Acquire(addr netip.Addr) string {
 		return ReasonMaxConns
 	}
 	if c.MaxPerAddr > 0 {
+		addr = addrKey(addr)
 		if c.byAddr[addr] >= c.MaxPerAddr {
 			return ReasonMaxConnsPerIP
 		}
@@ -55,6 +57,7 @@ func (c *Conns) Release(addr netip.Addr) {
 	defer c.mu.Unlock()
 	c.total--
 	if c.MaxPerAddr > 0 {
+		addr = addrKey(addr)
 		if n := c.byAddr[addr] - 1; n > 0 {
 			c.byAddr[addr] = n
 		} else {
@@ -76,4 +79,13 @@ func (c *Conns) Addrs() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.byAddr)
+}
+
+// addrKey is what addr is counted under: itself, or for IPv6 its /64.
+func addrKey(addr netip.Addr) netip.Addr {
+	if addr.Is6() && !addr.Is4In6() {
+		p, _ := addr.Prefix(64)
+		return p.Addr()
+	}
+	return addr
 }

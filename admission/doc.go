@@ -4,7 +4,8 @@
 //
 // # Counts
 //
-// Conns counts open connections, over the instance and per client address,
+// Conns counts open connections, over the instance and per client address
+// (an IPv6 client per /64 network),
 // against their ceilings. A connection is counted when it is accepted
 // (Acquire) and released exactly once when it ends (Release); a refusal
 // counts nothing.
