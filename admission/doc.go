@@ -5,10 +5,9 @@
 // # Counts
 //
 // Conns counts open connections, over the instance and per client address
-// (an IPv6 client per /64 network),
-// against their ceilings. A connection is counted when it is accepted
-// (Acquire) and released exactly once when it ends (Release); a refusal
-// counts nothing.
+// (an IPv6 client per /64 network), against their ceilings. A connection
+// is counted when it is accepted (Acquire) and released exactly once when
+// it ends (Release); a refusal counts nothing.
 //
 // # Client addresses
 //
