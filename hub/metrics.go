@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_admission_refused_total",
 			Help: "Connections refused by admission control, by reason (max_conns, max_conns_per_ip, draining: HTTP 503; max_conns_per_user, accept_queue_full, accept_timeout: close 4029)."}, []string{"reason"}),
 		hellos: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_admission_hellos_total",
-			Help: "Authenticated hellos by kind (resume: hello.session or hello.resume set; cold) and by the accept-rate gate's answer (admitted, queue_full, timeout, cancelled: the connection went away while waiting)."}, []string{"kind", "result"}),
+			Help: "Authenticated hellos by kind (resume: hello.session or hello.resume set; cold) and by the accept-rate gate's answer (admitted, queue_full, timeout, cancelled: the connection went away or the instance drained while it waited)."}, []string{"kind", "result"}),
 	}
 	reg.MustRegister(m.published, m.deliveries, m.publishSeconds, m.deliverySeconds, m.errors,
 		m.authFailures, m.resets, m.sessionsOpened, m.draining, m.refusals, m.hellos)
