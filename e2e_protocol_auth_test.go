@@ -86,13 +86,16 @@ func TestProtocol_Auth(t *testing.T) {
 		// Expired before hello (beyond any clock-skew leeway).
 		expectRefused(t, srv, sign(t, secret, auth.Claims{User: "alice", Expires: time.Now().Add(-time.Minute)}))
 
-		// Expiring during the session, with no refresh.
+		// Expiring during the session, with no refresh: closed at exp
+		// plus the leeway (see e2e_auth_leeway_test.go).
 		tok := sign(t, secret, auth.Claims{User: "alice", Expires: time.Now().Add(2 * time.Second)})
 		c := wstest.Dial(t, srv.WS, wstest.Hello{Token: tok})
 		start := time.Now()
-		c.ExpectClose(protocol.CloseUnauthorized)
-		if waited := time.Since(start); waited > 3*time.Second {
-			t.Errorf("closed %v after hello, want within the token's 2s", waited)
+		if code, _ := closedAt(t, c, 2*time.Second+auth.DefaultLeeway+wstest.Timeout); code != protocol.CloseUnauthorized {
+			t.Fatalf("closed with %d, want 4003", code)
+		}
+		if waited := time.Since(start); waited > 3*time.Second+auth.DefaultLeeway {
+			t.Errorf("closed %v after hello, want within the token's 2s and the %v leeway", waited, auth.DefaultLeeway)
 		}
 	})
 
@@ -109,7 +112,9 @@ func TestProtocol_Auth(t *testing.T) {
 		}
 		// Once the session with the same old token is closed, the old
 		// expiry has passed: the refreshed session must still be open.
-		control.ExpectClose(protocol.CloseUnauthorized)
+		if code, _ := closedAt(t, control, 2*time.Second+auth.DefaultLeeway+wstest.Timeout); code != protocol.CloseUnauthorized {
+			t.Fatalf("the control session closed with %d, want 4003", code)
+		}
 		refreshed.Ping()
 		wstest.Eventually(t, wstest.Timeout, "only the refreshed session to remain", func() bool {
 			return srv.Hub().SessionCount() == 1

@@ -39,11 +39,31 @@ const (
 	DefaultHistoryTTL     = 5 * time.Minute
 	DefaultIdempotencyTTL = 5 * time.Minute
 	DefaultDrainTimeout   = 10 * time.Second
+
+	// DefaultMaxHeaderBytes bounds a request's head: 8 KiB.
+	DefaultMaxHeaderBytes = 8 << 10
+	// DefaultHeaderTimeout bounds the time a client has to send a
+	// request's head.
+	DefaultHeaderTimeout = 5 * time.Second
+	// DefaultIdleTimeout bounds the time a keep-alive connection waits
+	// for its next request.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultMaxBodyBytes bounds an API request's body: 1 MiB.
+	DefaultMaxBodyBytes = api.DefaultMaxBodyBytes
+	// MinMaxHeaderBytes is the smallest MaxHeaderBytes accepted: net/http
+	// reads 4 KiB past the limit it is given (see MaxHeaderBytes), so a
+	// bound must be above that.
+	MinMaxHeaderBytes = headerSlack + 1
 	// DefaultAcceptRate is the sessions per second admitted at hello
 	// unless Config.AcceptRate says otherwise (docs/operations.md,
 	// "Admission").
 	DefaultAcceptRate = 5000
 )
+
+// headerSlack is what net/http adds to http.Server.MaxHeaderBytes before it
+// stops reading a request's head (its "bufio slop"). The instance gives it
+// MaxHeaderBytes minus this, so that the bound is the one configured.
+const headerSlack = 4096
 
 // redisConnectTimeout bounds the first connection to Redis at start.
 const redisConnectTimeout = 10 * time.Second
@@ -121,6 +141,37 @@ type Config struct {
 	// sessions (see hub.Config). Default: no ceiling.
 	MaxQueuedBytes int64
 
+	// HTTP limits (PROTOCOL.md is silent; docs/operations.md, "HTTP
+	// limits"). They apply to the listener given to Serve and to
+	// AdminListener.
+
+	// MaxHeaderBytes bounds a request's head: the request line, every
+	// header line and the blank line that ends them, line ends included.
+	// A longer head, a WebSocket upgrade's too, is answered 431 Request
+	// Header Fields Too Large and its connection closed. At least
+	// MinMaxHeaderBytes. Default: 8 KiB.
+	MaxHeaderBytes int
+	// HeaderTimeout bounds the time from the start of a request (for a
+	// connection's first request, from the accept; over TLS, the
+	// handshake included) until its head is read; a client that has not
+	// sent a whole head by then is disconnected without an answer.
+	// Default: 5s.
+	HeaderTimeout time.Duration
+	// IdleTimeout bounds the time a keep-alive connection waits for its
+	// next request before it is closed. WebSocket sessions are not
+	// affected: their liveness is Heartbeat's business. Default: 60s.
+	IdleTimeout time.Duration
+	// MaxBodyBytes bounds an HTTP API request's body. A request that
+	// declares a larger Content-Length is answered 413 too_large before
+	// any of its body is read; a chunked one is cut off at the bound with
+	// the same answer. Default: 1 MiB.
+	MaxBodyBytes int64
+	// AdminListener, when set, receives /metrics, /debug/pprof/ and the
+	// HTTP API (/api/...), which are then not served on the listener
+	// given to Serve; /healthz and /readyz are on both. Serve serves it
+	// and closes it when it stops. Nil serves everything on Serve's
+	// listener, with pprof only in Dev mode.
+	AdminListener net.Listener
 	// Admission limits (docs/operations.md, "Admission"; hub.Config has
 	// the answers).
 	//
@@ -162,7 +213,8 @@ type Instance struct {
 	api        *api.Server
 	cert       *certificate // nil without TLS
 	registry   *prometheus.Registry
-	mux        *http.ServeMux
+	mux        *http.ServeMux // the listener given to Serve
+	admin      *http.ServeMux // Config.AdminListener; nil without one
 	log        *slog.Logger
 }
 
@@ -185,6 +237,9 @@ func New(cfg Config) (*Instance, error) {
 	}
 	if cfg.HistorySize < 0 || cfg.HistoryTTL < 0 || cfg.IdempotencyTTL < 0 || cfg.DrainTimeout < 0 {
 		return nil, errors.New("switchboard: history, idempotency and drain settings must be positive")
+	}
+	if err := cfg.httpLimits(); err != nil {
+		return nil, err
 	}
 
 	cert, err := newCertificate(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -270,7 +325,7 @@ func New(cfg Config) (*Instance, error) {
 	inst := &Instance{cfg: cfg, broker: b, ownsBroker: ownsBroker, hub: h, cert: cert, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
 	ready, _ := b.(broker.Checker) // the memory broker is always ready
 	inst.api, err = api.New(api.Config{
-		Hub: apiHub{h}, Broker: ready, APIKey: cfg.APIKey, Dev: cfg.Dev,
+		Hub: apiHub{h}, Broker: ready, APIKey: cfg.APIKey, Dev: cfg.Dev, MaxBodyBytes: cfg.MaxBodyBytes,
 		Registerer: reg, Gatherer: reg, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -281,12 +336,82 @@ func New(cfg Config) (*Instance, error) {
 		for _, path := range demo.Paths {
 			inst.mux.Handle("GET "+path, demo.Handler())
 		}
-		// Profiles for development and benchmarks; never on outside dev mode.
-		inst.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		inst.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	}
-	inst.mux.Handle("/", inst.api)
+	if cfg.AdminListener == nil {
+		// Everything on the one listener, as before --admin-listen;
+		// profiles only for development and benchmarks.
+		if cfg.Dev {
+			handleProfiles(inst.mux)
+		}
+		inst.mux.Handle("/", inst.api)
+		return inst, nil
+	}
+	inst.mux.Handle("GET /healthz", inst.api)
+	inst.mux.Handle("GET /readyz", inst.api)
+	inst.mux.HandleFunc("/api/", notOnThisListener)
+	inst.admin = http.NewServeMux()
+	handleProfiles(inst.admin)
+	inst.admin.Handle("/", inst.api)
 	return inst, nil
+}
+
+// handleProfiles serves the runtime profiles of net/http/pprof on mux:
+// the index and named profiles (heap, goroutine, ...), CPU profiles and
+// execution traces, and symbol lookups. Not /debug/pprof/cmdline: the
+// command line may hold --jwt-secret or --api-key.
+func handleProfiles(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/cmdline", http.NotFound)
+}
+
+// notOnThisListener answers API requests on the public listener of an
+// instance with an admin listener: 404 not_found, as package api words its
+// errors.
+func notOnThisListener(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"the HTTP API is not served on this address; it is on the admin listener (--admin-listen)"}}` + "\n"))
+}
+
+// httpLimits fills in the defaults of the HTTP limits and checks them.
+func (cfg *Config) httpLimits() error {
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	switch {
+	case cfg.MaxHeaderBytes < MinMaxHeaderBytes:
+		return fmt.Errorf("switchboard: MaxHeaderBytes is %d, want at least %d", cfg.MaxHeaderBytes, MinMaxHeaderBytes)
+	case cfg.HeaderTimeout < 0, cfg.IdleTimeout < 0:
+		return errors.New("switchboard: HeaderTimeout and IdleTimeout must be positive")
+	case cfg.MaxBodyBytes < 0:
+		return errors.New("switchboard: MaxBodyBytes must be positive")
+	}
+	return nil
+}
+
+// httpServer returns a server of h with the configured HTTP limits.
+func (i *Instance) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		MaxHeaderBytes:    i.cfg.MaxHeaderBytes - headerSlack,
+		ReadHeaderTimeout: i.cfg.HeaderTimeout,
+		IdleTimeout:       i.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(i.log.Handler(), slog.LevelDebug),
+	}
 }
 
 // DefaultMaxConns is the default ceiling on WebSocket connections for a
@@ -318,20 +443,31 @@ func (a apiHub) UserStatus(ctx context.Context, user string) (api.UserStatus, er
 // Hub returns the instance's hub.
 func (i *Instance) Hub() *hub.Hub { return i.hub }
 
-// Handler returns the instance's HTTP handler: /ws, the API, health checks
-// and metrics.
+// Handler returns the instance's HTTP handler: /ws, health checks and,
+// without an admin listener, the API and metrics.
 func (i *Instance) Handler() http.Handler { return i.mux }
+
+// AdminHandler returns the handler of the admin listener: the API, metrics,
+// profiles and health checks; nil without Config.AdminListener.
+func (i *Instance) AdminHandler() http.Handler {
+	if i.admin == nil {
+		return nil
+	}
+	return i.admin
+}
 
 // Serve serves on ln until ctx ends, then drains (PROTOCOL.md, "Graceful
 // drain"): readiness turns off, new WebSocket sessions are refused, every
 // session is told to reconnect and closed with 4001, and after the sessions
 // are gone or the drain timeout passed the HTTP server and the broker are
-// closed. It returns nil after a clean drain.
+// closed. It returns nil after a clean drain. With Config.AdminListener it
+// serves that too, with the same TLS, until the drain ends.
 func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           i.mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(i.log.Handler(), slog.LevelDebug),
+	srv := i.httpServer(i.mux)
+	var adminSrv *http.Server
+	adminLn := i.cfg.AdminListener
+	if adminLn != nil {
+		adminSrv = i.httpServer(i.admin)
 	}
 	advertised := i.cfg.Address
 	if advertised == "" {
@@ -340,6 +476,9 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if i.cert != nil {
 		ln = tls.NewListener(ln, i.cert.config())
+		if adminLn != nil {
+			adminLn = tls.NewListener(adminLn, i.cert.config())
+		}
 	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -347,13 +486,21 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { hubDone <- i.hub.Run(runCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
-	i.log.Info("serving", "instance", i.hub.InstanceID(), "listen", ln.Addr().String(), "advertise", advertised)
+	adminDone := make(chan error, 1)
+	if adminSrv != nil {
+		go func() { adminDone <- adminSrv.Serve(adminLn) }()
+		i.log.Info("serving", "instance", i.hub.InstanceID(), "listen", ln.Addr().String(), "advertise", advertised, "admin", adminLn.Addr().String())
+	} else {
+		i.log.Info("serving", "instance", i.hub.InstanceID(), "listen", ln.Addr().String(), "advertise", advertised)
+	}
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-serveDone:
 		i.log.Error("http server stopped", "err", serveErr)
+	case serveErr = <-adminDone:
+		i.log.Error("admin http server stopped", "err", serveErr)
 	}
 
 	// From now on every answer closes its connection: a proxy that keeps
@@ -361,6 +508,9 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	// on one that Shutdown closes under it, and a POST caught that way is
 	// not retried elsewhere (nginx answers 502).
 	srv.SetKeepAlivesEnabled(false)
+	if adminSrv != nil {
+		adminSrv.SetKeepAlivesEnabled(false)
+	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), i.cfg.DrainTimeout)
 	defer cancel()
 	drainErr := i.hub.Drain(drainCtx)
@@ -368,6 +518,12 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancelShut()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		_ = srv.Close()
+	}
+	if adminSrv != nil {
+		// The API and metrics stay up through the drain, and go with it.
+		if err := adminSrv.Shutdown(shutCtx); err != nil {
+			_ = adminSrv.Close()
+		}
 	}
 	stopRun()
 	<-hubDone

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // Defaults of Config fields.
@@ -61,8 +62,10 @@ type Config struct {
 	// Dev opens the API without a key when APIKey is empty. With a key, the
 	// key is checked in Dev mode too.
 	Dev bool
-	// MaxBodyBytes bounds request bodies; larger ones get 413.
-	// Default: 1 MiB.
+	// MaxBodyBytes bounds request bodies; larger ones get 413 too_large:
+	// at once, before any of the body is read, when Content-Length
+	// declares more, and when the bound is reached otherwise (a chunked
+	// body). Default: 1 MiB.
 	MaxBodyBytes int64
 	// RequestTimeout bounds the work of each /api/ request. Default: 5s.
 	RequestTimeout time.Duration
@@ -192,6 +195,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	if err := s.authorize(r); err != nil {
 		s.writeError(rec, r, err)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		// Answered without reading a byte of the body; net/http then
+		// closes the connection rather than read the rest.
+		s.writeError(rec, r, errorf(protocol.CodeTooLarge, "the request body is larger than %d bytes (Content-Length %d)", s.cfg.MaxBodyBytes, r.ContentLength))
 		return
 	}
 	// The timeout covers reading the body as well as the broker's work; the

@@ -101,13 +101,18 @@ type jsonNullMarker struct{}
 
 func (jsonNullMarker) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
-// claimsEqual compares claims, their times by instant, not location.
-func claimsEqual(a, b Claims) bool {
-	if !a.Expires.Equal(b.Expires) {
+// claimsEqual compares claims, their times by instant, not location. A
+// want without ValidUntil expects the default leeway after Expires.
+func claimsEqual(got, want Claims) bool {
+	if want.ValidUntil.IsZero() && !want.Expires.IsZero() {
+		want.ValidUntil = want.Expires.Add(DefaultLeeway)
+	}
+	if !got.Expires.Equal(want.Expires) || !got.ValidUntil.Equal(want.ValidUntil) {
 		return false
 	}
-	a.Expires, b.Expires = time.Time{}, time.Time{}
-	return reflect.DeepEqual(a, b)
+	got.Expires, want.Expires = time.Time{}, time.Time{}
+	got.ValidUntil, want.ValidUntil = time.Time{}, time.Time{}
+	return reflect.DeepEqual(got, want)
 }
 
 // checkVerify checks the result of Verify against want or wantErr, and that
@@ -693,5 +698,44 @@ func TestClaims_CanJoinCanPublish(t *testing.T) {
 				t.Errorf("%+v.CanPublish(%q) = %v, want %v", tt.claims, tt.room, got, tt.wantPublish)
 			}
 		})
+	}
+}
+
+// The boundary of ValidUntil: Verify accepts the token until exp plus the
+// leeway, and ValidUntil says exactly when that ends, for the default
+// leeway, another one and none.
+func TestVerifier_ValidUntilIsTheLastMomentAccepted(t *testing.T) {
+	t.Parallel()
+	exp := testNow.Add(time.Minute).Truncate(time.Second)
+	token := mint(t, jwt.SigningMethodHS256, testSecret, valid(jwt.MapClaims{"exp": exp.Unix()}))
+	for _, tt := range []struct {
+		leeway, want time.Duration
+	}{{0, DefaultLeeway}, {30 * time.Second, 30 * time.Second}, {-1, 0}} {
+		now := testNow
+		v, err := NewVerifier(VerifierConfig{Secret: testSecret, Leeway: tt.leeway, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := v.Verify(token)
+		if err != nil {
+			t.Fatalf("leeway %v: Verify = %v", tt.leeway, err)
+		}
+		if want := exp.Add(tt.want); !c.ValidUntil.Equal(want) {
+			t.Fatalf("leeway %v: ValidUntil = %v, want exp+%v = %v", tt.leeway, c.ValidUntil, tt.want, want)
+		}
+		now = c.ValidUntil.Add(-time.Millisecond)
+		if _, err := v.Verify(token); err != nil {
+			t.Errorf("leeway %v: Verify 1ms before ValidUntil = %v, want accepted", tt.leeway, err)
+		}
+		now = c.ValidUntil
+		if _, err := v.Verify(token); !errors.Is(err, ErrExpired) {
+			t.Errorf("leeway %v: Verify at ValidUntil = %v, want ErrExpired", tt.leeway, err)
+		}
+	}
+	// A token without exp has no ValidUntil.
+	v := newVerifier(t, VerifierConfig{Secret: testSecret})
+	c, err := v.Verify(mint(t, jwt.SigningMethodHS256, testSecret, valid(jwt.MapClaims{"exp": nil})))
+	if err != nil || !c.ValidUntil.IsZero() {
+		t.Errorf("Verify(no exp) = %+v, %v; want no ValidUntil", c, err)
 	}
 }

@@ -14,6 +14,12 @@ type Claims struct {
 	// Expires is the token's exp, without leeway. Zero means the token
 	// does not expire.
 	Expires time.Time
+	// ValidUntil is when Verify stops accepting the token: Expires plus
+	// the verifier's leeway for clock skew (zero when Expires is). A
+	// session lives until ValidUntil, not Expires, so that the token that
+	// opened it is never refused a moment after it was accepted (see
+	// docs/protocol.md, "Auth"). Set by Verify; Sign ignores it.
+	ValidUntil time.Time
 	// Rooms are the patterns of the rooms User may join. They restrict
 	// joins when HasRooms is set or Rooms is not empty; otherwise every
 	// room is allowed.

@@ -13,7 +13,9 @@
 //   - sub: the user id, required, a valid id per protocol.ValidUser.
 //   - exp: the expiry, required when VerifierConfig.RequireExp is set (every
 //     mode but --dev). nbf is honoured too. Both get a small leeway for clock
-//     skew.
+//     skew: a token is accepted until exp plus the leeway, and
+//     Claims.ValidUntil says when that is, so that a session can last
+//     exactly as long as its token would still be accepted.
 //   - rooms: optional array of room patterns the user may join. Absent means
 //     every room; an empty array means none.
 //   - publish: optional array of room patterns the user may publish to.

@@ -79,6 +79,7 @@ type Verifier struct {
 	ecKey   *ecdsa.PublicKey
 	methods []string
 	parser  *jwt.Parser
+	leeway  time.Duration
 }
 
 // NewVerifier returns a Verifier for cfg. Without Secret and PublicKeyPEM
@@ -121,6 +122,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		opts = append(opts, jwt.WithExpirationRequired())
 	}
 	v.parser = jwt.NewParser(opts...)
+	v.leeway = leeway
 	return v, nil
 }
 
@@ -171,8 +173,10 @@ func (v *Verifier) Methods() []string {
 }
 
 // Verify checks token's signature, exp and nbf, and returns its claims.
-// Every error satisfies errors.Is(err, ErrInvalidToken); an expired token's
-// also errors.Is(err, ErrExpired). Errors never contain the token.
+// A token is accepted until exp plus the leeway, which Claims.ValidUntil
+// reports. Every error satisfies errors.Is(err, ErrInvalidToken); an
+// expired token's also errors.Is(err, ErrExpired). Errors never contain the
+// token.
 func (v *Verifier) Verify(token string) (Claims, error) {
 	if v == nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, ErrNoKey)
@@ -185,7 +189,11 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if err != nil {
 		return Claims{}, v.explain(t, mc, err)
 	}
-	return claimsFrom(mc)
+	c, err := claimsFrom(mc)
+	if err == nil && !c.Expires.IsZero() {
+		c.ValidUntil = c.Expires.Add(v.leeway)
+	}
+	return c, err
 }
 
 // key is the jwt.Keyfunc of v: each algorithm family gets its own key and

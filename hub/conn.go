@@ -168,7 +168,7 @@ func (s *Session) hello(data []byte, text bool) {
 		s.close(closeRestarting, "draining")
 		return
 	}
-	s.armExpiry(claims.Expires)
+	s.armExpiry(claims)
 	if err := h.welcome(s, f); err != nil {
 		h.log.Warn("hello failed", "session", s.id, "user", s.user, "err", err)
 		s.close(closeTryLater, "broker unavailable, try again")

@@ -228,7 +228,7 @@ func (s *Session) refresh(f *protocol.ClientFrame) error {
 		return protocol.Errorf(protocol.CodeForbidden, "the new token is for another user")
 	}
 	s.claims = c
-	s.armExpiry(c.Expires)
+	s.armExpiry(c)
 	s.leaveForbidden()
 	s.send(&protocol.Ack{Type: protocol.TypeAck, ID: f.ID})
 	return nil

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -50,16 +51,24 @@ func (s *Session) invalid(id []byte, e *protocol.Error) {
 	}
 }
 
-// armExpiry closes the session with 4003 when its token expires.
-func (s *Session) armExpiry(exp time.Time) {
+// armExpiry closes the session with 4003 when its token stops being valid:
+// at c.ValidUntil, exp plus the verifier's leeway, the moment from which the
+// same token would be refused at hello. A token accepted inside the leeway
+// thus keeps its session for the rest of it, rather than getting welcome
+// and 4003 a moment later.
+func (s *Session) armExpiry(c auth.Claims) {
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	if exp.IsZero() {
+	until := c.ValidUntil
+	if until.IsZero() {
+		until = c.Expires // a Verifier that reports no leeway
+	}
+	if until.IsZero() {
 		return
 	}
-	s.timer = time.AfterFunc(time.Until(exp), func() {
+	s.timer = time.AfterFunc(time.Until(until), func() {
 		s.close(closeUnauthorized, "token expired")
 	})
 }

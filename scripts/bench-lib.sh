@@ -12,6 +12,9 @@ command -v redis-server >/dev/null || { echo "bench: redis-server is required (m
 mkdir -p "$OUT"
 BIN=$OUT/switchboard
 go build -o "$BIN" ./cmd/switchboard
+# SERVE_BIN runs another build of the server (an older commit, for a
+# before/after table) under the same load generator.
+SERVE_BIN=${SERVE_BIN:-$BIN}
 
 PIDS=()
 cleanup() {
@@ -42,6 +45,15 @@ waitport() {
 	return 1
 }
 
+# tls_pair writes a self-signed ECDSA certificate for 127.0.0.1 to OUT once
+# (TLS=1: the Switchboard instances serve wss:// and https://; the load
+# generator does not verify loopback certificates).
+tls_pair() {
+	[ -f "$OUT/tls.crt" ] && return
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/tls.key" -out "$OUT/tls.crt" 2>/dev/null
+}
+
 start_redis() {
 	REDIS_PORT=$(freeport)
 	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
@@ -60,12 +72,18 @@ start_servers() {
 	P2=$(freeport)
 	while [ "$P2" = "$P1" ]; do P2=$(freeport); done
 	if [ "$1" = switchboard ]; then
+		local tls=() scheme=ws
+		if [ -n "${TLS:-}" ]; then
+			tls_pair
+			tls=(--tls-cert "$OUT/tls.crt" --tls-key "$OUT/tls.key")
+			scheme=wss
+		fi
 		for p in "$P1" "$P2"; do
-			env "${SERVE_ENV[@]}" "$BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
-				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error >>"$OUT/servers.log" 2>&1 &
+			env "${SERVE_ENV[@]}" "$SERVE_BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
+				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${tls[@]}" >>"$OUT/servers.log" 2>&1 &
 			PIDS+=($!)
 		done
-		URLS="ws://127.0.0.1:$P1/ws,ws://127.0.0.1:$P2/ws"
+		URLS="$scheme://127.0.0.1:$P1/ws,$scheme://127.0.0.1:$P2/ws"
 		AUTH=(--jwt-secret "$SECRET" --api-key "$APIKEY")
 	else
 		for p in "$P1" "$P2"; do

@@ -6,7 +6,9 @@ usage: scripts/bench-medians.py RUN_DIR [RUN_DIR ...]
 Each RUN_DIR is the OUT directory of one scripts/bench-suite.sh run (it holds
 <target>-W1.json, -W2.json and -W3.json) or of one scripts/bench-w2api.sh run
 (<target>-W2API.json from `switchboard bench`, and <target>-W2API-indep.json
-from the independent generator bench/indep when it ran). Every column of
+from the independent generator bench/indep when it ran), or of one
+scripts/bench-transport.sh run (before-, after- and after-tls-W1/W2.json).
+Every column of
 every step is the median of that column over the runs, taken on its own;
 warm-up steps are left out.
 """
@@ -15,7 +17,9 @@ import os
 import statistics
 import sys
 
-TARGETS = ("switchboard", "centrifugo")
+# The systems of bench-suite.sh and bench-w2api.sh runs, and the builds of
+# bench-transport.sh runs (before/after the transport rewrite).
+TARGETS = ("switchboard", "centrifugo", "before", "after", "after-tls")
 
 
 def load(run, target, w):

@@ -57,6 +57,12 @@ type serveFlags struct {
 	tlsCert        string
 	tlsKey         string
 	maxQueuedBytes sizeValue
+	// HTTP limits and the admin listener.
+	maxHeaderBytes sizeValue
+	headerTimeout  time.Duration
+	idleTimeout    time.Duration
+	maxBody        sizeValue
+	adminListen    string
 	// Admission (docs/operations.md, "Admission").
 	maxConns        int
 	maxConnsPerIP   int
@@ -72,7 +78,8 @@ type serveFlags struct {
 const serveAbout = `usage: switchboard serve [flags]
 
 Runs one instance: WebSocket sessions at /ws, the HTTP API under /api,
-/healthz, /readyz and /metrics, all on --listen. Every flag can also be set
+/healthz, /readyz and /metrics, all on --listen, or with --admin-listen the
+API, /metrics and /debug/pprof/ on that address. Every flag can also be set
 with the environment variable shown beside it (REDIS_URL too, for --redis);
 a flag on the command line wins. A malformed value stops the process at
 start with one line naming the flag.
@@ -84,7 +91,8 @@ func parseServeFlags(args []string, env lookupEnv) (*serveFlags, error) {
 
 // parseServeFlagsTo is parseServeFlags with -h printing to help.
 func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlags, error) {
-	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20, maxQueuedBytes: 1 << 30}
+	f := &serveFlags{maxFrame: 65536, sendQueue: 1 << 20, maxQueuedBytes: 1 << 30,
+		maxHeaderBytes: switchboard.DefaultMaxHeaderBytes, maxBody: switchboard.DefaultMaxBodyBytes}
 	fs := newFlagSet("serve", env)
 	fs.help = help
 	fs.about = serveAbout
@@ -120,6 +128,11 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain: serve https:// and wss:// (with --tls-key; reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(&f.maxQueuedBytes, "max-queued-bytes", "ceiling on bytes queued for all sessions together, e.g. 1GiB; 0 for none (default 1GiB)")
+	fs.Var(&f.maxHeaderBytes, "max-header-bytes", "largest request head (request line and headers); larger gets 431 (default 8KiB)")
+	fs.DurationVar(&f.headerTimeout, "header-timeout", switchboard.DefaultHeaderTimeout, "time a client has to send a request's head")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", switchboard.DefaultIdleTimeout, "time a keep-alive HTTP connection may wait for its next request")
+	fs.Var(&f.maxBody, "max-body", "largest HTTP API request body; larger gets 413 (default 1MiB)")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "address for the API, /metrics and /debug/pprof/, then not on --listen (default: all on --listen)")
 	// Admission control: one block, documented in docs/operations.md.
 	fs.IntVar(&f.maxConns, "max-conns", 0, "most WebSocket connections open at once, past it 503; 0 derives it from the open-file limit (the limit less a tenth, at least 128 kept), -1 for none")
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most connections open at once from one client address, past it 503; 0 for none")
@@ -187,6 +200,29 @@ func (f *serveFlags) check() error {
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return bad("listen", "want host:port or :port")
+	}
+	return f.checkHTTP()
+}
+
+// checkHTTP checks the HTTP limits and --admin-listen.
+func (f *serveFlags) checkHTTP() error {
+	bad := func(name, why string) error { return &flagError{flag: name, err: errors.New(why)} }
+	switch {
+	case f.maxHeaderBytes < switchboard.MinMaxHeaderBytes || f.maxHeaderBytes > 1<<20:
+		return bad("max-header-bytes", fmt.Sprintf("must be from %d bytes (more than 4KiB) to 1MiB", switchboard.MinMaxHeaderBytes))
+	case f.headerTimeout <= 0:
+		return bad("header-timeout", "must be a positive duration such as 5s")
+	case f.idleTimeout <= 0:
+		return bad("idle-timeout", "must be a positive duration such as 60s")
+	}
+	if f.adminListen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(f.adminListen); err != nil {
+		return bad("admin-listen", "want host:port or :port")
+	}
+	if _, port, _ := net.SplitHostPort(f.adminListen); f.adminListen == f.listen && port != "0" {
+		return bad("admin-listen", "must differ from --listen")
 	}
 	return nil
 }
@@ -337,6 +373,8 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, MaxQueuedBytes: int64(f.maxQueuedBytes),
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxConnsPerUser: f.maxConnsPerUser,
 		TrustedProxies: f.proxies, AcceptRate: f.acceptRate, AcceptBurst: f.acceptBurst, AcceptQueue: f.acceptQueue,
+		MaxHeaderBytes: int(f.maxHeaderBytes), HeaderTimeout: f.headerTimeout, IdleTimeout: f.idleTimeout,
+		MaxBodyBytes: int64(f.maxBody),
 	}
 	if f.acceptRate == 0 {
 		cfg.AcceptRate = -1 // the flag's 0 is "no limit"; Config's 0 is the default
@@ -373,6 +411,16 @@ func serve(args []string, env lookupEnv, stdout, stderr io.Writer) error {
 	cfg, err := f.config(log)
 	if err != nil {
 		return err
+	}
+	if f.adminListen != "" {
+		// Bound before the main listener, so that a busy admin port
+		// stops the process before it takes any traffic.
+		adminLn, err := net.Listen("tcp", f.adminListen)
+		if err != nil {
+			return &flagError{flag: "admin-listen", err: err}
+		}
+		defer adminLn.Close() // Serve closes it too; this covers an early return
+		cfg.AdminListener = adminLn
 	}
 	inst, err := switchboard.New(cfg)
 	if err != nil {

@@ -43,6 +43,11 @@ var serveFields = map[string]serveField{
 	"tls-cert":         func(f *serveFlags) any { return f.tlsCert },
 	"tls-key":          func(f *serveFlags) any { return f.tlsKey },
 	"max-queued-bytes": func(f *serveFlags) any { return int64(f.maxQueuedBytes) },
+	"max-header-bytes": func(f *serveFlags) any { return int64(f.maxHeaderBytes) },
+	"header-timeout":   func(f *serveFlags) any { return f.headerTimeout },
+	"idle-timeout":     func(f *serveFlags) any { return f.idleTimeout },
+	"max-body":         func(f *serveFlags) any { return int64(f.maxBody) },
+	"admin-listen":     func(f *serveFlags) any { return f.adminListen },
 	// Admission.
 	"max-conns":          func(f *serveFlags) any { return f.maxConns },
 	"max-conns-per-ip":   func(f *serveFlags) any { return f.maxConnsPerIP },
@@ -93,6 +98,11 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		{"tls-cert", ""},
 		{"tls-key", ""},
 		{"max-queued-bytes", int64(1 << 30)},
+		{"max-header-bytes", int64(8 << 10)},
+		{"header-timeout", 5 * time.Second},
+		{"idle-timeout", 60 * time.Second},
+		{"max-body", int64(1 << 20)},
+		{"admin-listen", ""},
 		{"max-conns", 0},
 		{"max-conns-per-ip", 0},
 		{"max-conns-per-user", 0},
@@ -143,6 +153,11 @@ var serveEnvCases = []struct {
 	{"log-level", "debug", "debug"},
 	{"log-format", "json", "json"},
 	{"max-queued-bytes", "512MiB", int64(512 << 20)},
+	{"max-header-bytes", "16KiB", int64(16 << 10)},
+	{"header-timeout", "2s", 2 * time.Second},
+	{"idle-timeout", "30s", 30 * time.Second},
+	{"max-body", "64KiB", int64(64 << 10)},
+	{"admin-listen", "127.0.0.1:9090", "127.0.0.1:9090"},
 	{"max-conns", "900", 900},
 	{"max-conns-per-ip", "20", 20},
 	{"max-conns-per-user", "5", 5},
@@ -551,7 +566,7 @@ func checkServeHelp(t *testing.T, help string) {
 		}
 	}
 	for want, n := range map[string]int{
-		"(default :8080)": 1, "(default 65536)": 1, "(default 1MiB)": 1, "(default: random)": 1,
+		"(default :8080)": 1, "(default 65536)": 1, "(default 1MiB)": 2, "(default: random)": 1,
 		"(default 25s)": 1, "(default 5m)": 2, "(default 1048576)": 0, "5m0s": 0,
 	} {
 		if got := strings.Count(help, want); got != n {
