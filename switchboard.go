@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/switchboard-rt/switchboard/admission"
 	"github.com/switchboard-rt/switchboard/api"
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker"
@@ -53,6 +54,10 @@ const (
 	// reads 4 KiB past the limit it is given (see MaxHeaderBytes), so a
 	// bound must be above that.
 	MinMaxHeaderBytes = headerSlack + 1
+	// DefaultAcceptRate is the sessions per second admitted at hello
+	// unless Config.AcceptRate says otherwise (docs/operations.md,
+	// "Admission").
+	DefaultAcceptRate = 5000
 )
 
 // headerSlack is what net/http adds to http.Server.MaxHeaderBytes before it
@@ -172,6 +177,31 @@ type Config struct {
 	// and closes it when it stops. Nil serves everything on Serve's
 	// listener, with pprof only in Dev mode.
 	AdminListener net.Listener
+	// Admission limits (docs/operations.md, "Admission"; hub.Config has
+	// the answers).
+	//
+	// MaxConns is the most WebSocket connections open at once. Default
+	// (0): derived from the open-file limit (see DefaultMaxConns);
+	// negative: no ceiling.
+	MaxConns int
+	// MaxConnsPerIP is the most connections open at once from one client
+	// address. Default (0): no ceiling.
+	MaxConnsPerIP int
+	// MaxConnsPerUser is the most sessions one user may have on this
+	// instance. Default (0): no ceiling.
+	MaxConnsPerUser int
+	// TrustedProxies are the peers whose X-Forwarded-For and
+	// X-Forwarded-Host are believed. Default: none.
+	TrustedProxies admission.Proxies
+	// AcceptRate is the sessions per second admitted at hello, resuming
+	// sessions first. Default (0): DefaultAcceptRate; negative: no limit.
+	AcceptRate float64
+	// AcceptBurst is how many hellos pass at once after a quiet time.
+	// Default: AcceptRate.
+	AcceptBurst int
+	// AcceptQueue bounds the hellos waiting for the accept rate. Default:
+	// AcceptRate × HelloTimeout.
+	AcceptQueue int
 
 	// Logger receives every component's logs; nil discards them.
 	Logger *slog.Logger
@@ -274,18 +304,36 @@ func New(cfg Config) (*Instance, error) {
 		b = mb
 	}
 
+	maxConns := cfg.MaxConns
+	switch {
+	case maxConns == 0:
+		maxConns = DefaultMaxConns(openFileLimit())
+	case maxConns < 0:
+		maxConns = 0
+	}
+	acceptRate := cfg.AcceptRate
+	switch {
+	case acceptRate == 0:
+		acceptRate = DefaultAcceptRate
+	case acceptRate < 0:
+		acceptRate = 0
+	}
 	h, err := hub.New(hub.Config{
 		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID, Address: cfg.Address,
 		AllowedOrigins: cfg.AllowedOrigins, MaxFrameBytes: cfg.MaxFrameBytes, MaxRooms: cfg.MaxRooms,
 		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
 		HelloTimeout: cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
 		HistorySize: cfg.HistorySize, NoDirect: cfg.NoDirect,
+		MaxConns: maxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConnsPerUser: cfg.MaxConnsPerUser,
+		TrustedProxies: cfg.TrustedProxies, AcceptRate: acceptRate, AcceptBurst: cfg.AcceptBurst, AcceptQueue: cfg.AcceptQueue,
 		Metrics: hub.NewMetrics(reg), TransportMetrics: transport.NewMetrics(reg), Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("switchboard: %w", err)
 	}
 	h.RegisterGauges(reg)
+	cfg.Logger.Debug("admission", "max_conns", maxConns, "max_conns_per_ip", cfg.MaxConnsPerIP,
+		"max_conns_per_user", cfg.MaxConnsPerUser, "accept_rate", acceptRate, "trusted_proxies", len(cfg.TrustedProxies))
 
 	inst := &Instance{cfg: cfg, broker: b, ownsBroker: ownsBroker, hub: h, cert: cert, registry: reg, mux: http.NewServeMux(), log: cfg.Logger}
 	ready, _ := b.(broker.Checker) // the memory broker is always ready
@@ -377,6 +425,23 @@ func (i *Instance) httpServer(h http.Handler) *http.Server {
 		IdleTimeout:       i.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(i.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// DefaultMaxConns is the default ceiling on WebSocket connections for a
+// process allowed fileLimit open files: the limit less a tenth of it (at
+// least 128) kept for everything else the process opens (Redis and API
+// connections, the listener, files), so that a full instance answers 503
+// rather than fail accept(2) with EMFILE. It is 0 (no ceiling) when the
+// limit is unknown or unlimited, and at least 1.
+func DefaultMaxConns(fileLimit uint64) int {
+	if fileLimit == 0 || fileLimit > 1<<40 {
+		return 0
+	}
+	spare := max(128, fileLimit/10)
+	if fileLimit <= 2*spare {
+		return int(max(1, fileLimit/2))
+	}
+	return int(fileLimit - spare)
 }
 
 // apiHub hands the hub to package api, which does not import package hub:

@@ -21,6 +21,9 @@ func (h *Hub) Drain(ctx context.Context) error {
 	}
 	defer h.stopOnce.Do(func() { close(h.stopped) })
 	h.metrics.drainStarted()
+	if h.gate != nil {
+		h.gate.CancelAll() // waiting hellos are closed with 4001 (see admit)
+	}
 	sessions := h.snapshot()
 	h.log.Info("draining", "sessions", len(sessions), "spread", h.cfg.DrainSpread)
 	spread := h.cfg.DrainSpread.Milliseconds()

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/admission"
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/transport"
@@ -104,6 +106,32 @@ type Config struct {
 	// BrokerTimeout bounds each broker call made for a client, publishes
 	// excepted (see Hub.publish). Default: 5s.
 	BrokerTimeout time.Duration
+	// Admission limits (docs/operations.md, "Admission"). The zero value of
+	// each means no limit.
+	//
+	// MaxConns is the most WebSocket connections open at once; past it an
+	// upgrade is answered 503 with Retry-After.
+	MaxConns int
+	// MaxConnsPerIP is the most connections open at once from one client
+	// address (see TrustedProxies); past it an upgrade is answered 503.
+	MaxConnsPerIP int
+	// MaxConnsPerUser is the most sessions one user may have on this
+	// instance; a hello past it is closed with 4029.
+	MaxConnsPerUser int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address and whose X-Forwarded-Host is the host the Origin check
+	// compares with. Default: none.
+	TrustedProxies admission.Proxies
+	// AcceptRate is the sessions per second admitted at hello, resuming
+	// ones first; 0 admits every hello at once.
+	AcceptRate float64
+	// AcceptBurst is how many hellos pass at once after a quiet time.
+	// Default: AcceptRate, at least 1.
+	AcceptBurst int
+	// AcceptQueue bounds the hellos waiting for a token; a hello waits at
+	// most HelloTimeout. Default: AcceptRate × HelloTimeout, at least
+	// AcceptBurst.
+	AcceptQueue int
 	// Metrics receives counters; nil counts nothing.
 	Metrics *Metrics
 	// TransportMetrics receives the connections' counters; nil counts
@@ -155,8 +183,20 @@ func (c *Config) setDefaults() error {
 		return errors.New("hub: Config.Rate and Config.Burst must be positive")
 	case c.SendQueueBytes < 0 || c.MaxQueuedBytes < 0:
 		return errors.New("hub: Config.SendQueueBytes must be positive")
+	case c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxConnsPerUser < 0:
+		return errors.New("hub: Config.MaxConns, MaxConnsPerIP and MaxConnsPerUser must not be negative")
+	case c.AcceptRate < 0 || math.IsInf(c.AcceptRate, 0) || math.IsNaN(c.AcceptRate) || c.AcceptBurst < 0 || c.AcceptQueue < 0:
+		return errors.New("hub: Config.AcceptRate, AcceptBurst and AcceptQueue must not be negative")
 	case c.HelloTimeout < 0 || c.Heartbeat < 0 || c.DrainSpread < 0 || c.SessionTTL < 0 || c.WriteTimeout < 0 || c.BrokerTimeout < 0:
 		return errors.New("hub: durations in Config must be positive")
+	}
+	if c.AcceptRate > 0 {
+		if c.AcceptBurst == 0 {
+			c.AcceptBurst = max(1, int(math.Ceil(c.AcceptRate)))
+		}
+		if c.AcceptQueue == 0 {
+			c.AcceptQueue = max(c.AcceptBurst, int(math.Ceil(c.AcceptRate*c.HelloTimeout.Seconds())))
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -188,6 +228,11 @@ type Hub struct {
 	flushTick atomic.Uint32
 	// conns counts upgraded connections whose handler has not returned.
 	conns atomic.Int64
+	// admitted counts connections against MaxConns and MaxConnsPerIP,
+	// from before the upgrade until Session.Closed.
+	admitted *admission.Conns
+	// gate spends AcceptRate at hello; nil without one.
+	gate *admission.Gate
 	// stopped is closed by Drain when every session has ended or the drain
 	// timed out; Run returns then.
 	stopOnce sync.Once
@@ -209,6 +254,16 @@ func New(cfg Config) (*Hub, error) {
 		users:    make(map[string][]*Session),
 		rooms:    make(map[string]*room),
 		stopped:  make(chan struct{}),
+		admitted: &admission.Conns{Max: cfg.MaxConns, MaxPerAddr: cfg.MaxConnsPerIP},
+	}
+	if cfg.AcceptRate > 0 {
+		g, err := admission.NewGate(admission.GateConfig{
+			Rate: cfg.AcceptRate, Burst: cfg.AcceptBurst, Queue: cfg.AcceptQueue, Wait: cfg.HelloTimeout,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+		h.gate = g
 	}
 	h.control = &control{h: h}
 	tr, err := transport.NewServer(transport.Config{
@@ -261,12 +316,33 @@ func (h *Hub) brokerCtx(parent context.Context) (context.Context, context.Cancel
 // QueuedBytes returns the bytes of frames queued over all sessions.
 func (h *Hub) QueuedBytes() int64 { return h.transport.QueuedBytes() }
 
-func (h *Hub) addSession(s *Session) {
+// addSession adds s to the hub, or reports false when its user has
+// MaxConnsPerUser sessions already.
+func (h *Hub) addSession(s *Session) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if limit := h.cfg.MaxConnsPerUser; limit > 0 && len(h.users[s.user]) >= limit {
+		return false
+	}
 	h.sessions[s] = struct{}{}
 	h.users[s.user] = append(h.users[s.user], s)
+	return true
 }
+
+// userFull reports whether user has MaxConnsPerUser sessions here.
+func (h *Hub) userFull(user string) bool {
+	limit := h.cfg.MaxConnsPerUser
+	if limit == 0 {
+		return false
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[user]) >= limit
+}
+
+// ConnCount returns the number of WebSocket connections open, sessions
+// and connections that have not sent hello yet.
+func (h *Hub) ConnCount() int { return h.admitted.Open() }
 
 func (h *Hub) removeSession(s *Session) {
 	h.mu.Lock()

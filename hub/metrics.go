@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rt/switchboard/admission"
 )
 
 // Metrics holds the hub's Prometheus collectors. A nil *Metrics counts
@@ -18,6 +20,8 @@ type Metrics struct {
 	resets          prometheus.Counter
 	sessionsOpened  prometheus.Counter
 	draining        prometheus.Gauge
+	refusals        *prometheus.CounterVec
+	hellos          *prometheus.CounterVec
 }
 
 // NewMetrics creates the hub's collectors and registers them, with gauges
@@ -36,9 +40,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		resets:         prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_room_resets_total", Help: "Rooms whose continuity the broker could not keep."}),
 		sessionsOpened: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_sessions_opened_total", Help: "Sessions that completed hello."}),
 		draining:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_draining", Help: "1 while the instance drains."}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_admission_refused_total",
+			Help: "Connections refused by admission control, by reason (max_conns, max_conns_per_ip, draining: HTTP 503; max_conns_per_user, accept_queue_full, accept_timeout: close 4029)."}, []string{"reason"}),
+		hellos: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_admission_hellos_total",
+			Help: "Authenticated hellos by kind (resume: hello.session or hello.resume set; cold) and by the accept-rate gate's answer (admitted, queue_full, timeout, cancelled: the connection went away or the instance drained while it waited)."}, []string{"kind", "result"}),
 	}
 	reg.MustRegister(m.published, m.deliveries, m.publishSeconds, m.deliverySeconds, m.errors,
-		m.authFailures, m.resets, m.sessionsOpened, m.draining)
+		m.authFailures, m.resets, m.sessionsOpened, m.draining, m.refusals, m.hellos)
 	return m
 }
 
@@ -53,7 +61,35 @@ func (h *Hub) RegisterGauges(reg prometheus.Registerer) {
 			func() float64 { return float64(h.UserCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_rooms", Help: "Rooms with local members (inboxes included)."},
 			func() float64 { return float64(h.RoomCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_connections", Help: "Open WebSocket connections, before and after hello (counted against --max-conns)."},
+			func() float64 { return float64(h.ConnCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_admission_max_conns", Help: "The --max-conns ceiling in force (0: none)."},
+			func() float64 { return float64(h.cfg.MaxConns) }),
 	)
+	for _, kind := range []admission.Kind{admission.Resume, admission.Cold} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_admission_waiting",
+			Help: "Hellos waiting for an accept-rate token, by kind.", ConstLabels: prometheus.Labels{"kind": kind.String()}},
+			func() float64 {
+				if h.gate == nil {
+					return 0
+				}
+				return float64(h.gate.Waiting(kind))
+			}))
+	}
+}
+
+// refused counts a connection refused by admission control.
+func (m *Metrics) refused(reason string) {
+	if m != nil {
+		m.refusals.WithLabelValues(reason).Inc()
+	}
+}
+
+// hello counts an authenticated hello of kind and the gate's answer.
+func (m *Metrics) hello(kind admission.Kind, res admission.Result) {
+	if m != nil {
+		m.hellos.WithLabelValues(kind.String(), res.String()).Inc()
+	}
 }
 
 // publishStarted times one broker publish; call the result with its error.

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard-rt/switchboard/admission"
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -24,6 +26,7 @@ const (
 	closeDisconnected = protocol.CloseDisconnected
 	closeGoingAway    = transport.CloseGoingAway
 	closeTryLater     = transport.CloseTryAgainLater
+	closeRateLimited  = protocol.CloseRateLimited
 )
 
 // Session is one WebSocket connection: before hello a connection waiting
@@ -32,6 +35,8 @@ const (
 type Session struct {
 	hub  *Hub
 	conn *transport.Conn
+	// addr is the client address counted by Hub.admitted until Closed.
+	addr netip.Addr
 	// welcomed is set once hello was accepted: from then on the session is
 	// in the hub and its frames are requests.
 	welcomed atomic.Bool
@@ -60,6 +65,8 @@ type Session struct {
 	// cancelCall cancels the broker call in flight for the session, if
 	// any (see call).
 	cancelCall context.CancelFunc
+	// waiter is the hello waiting for an accept token, if any (see admit).
+	waiter *admission.Waiter
 }
 
 // sessionRoom is a room a session is in.
@@ -193,9 +200,13 @@ func (s *Session) Closing() {
 	s.mu.Lock()
 	s.closing = true
 	cancel := s.cancelCall
+	w := s.waiter
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if w != nil {
+		s.hub.gate.Cancel(w)
 	}
 }
 
@@ -207,6 +218,7 @@ func (s *Session) Closed() {
 	if s.welcomed.Load() {
 		s.hub.endSession(s)
 	}
+	s.hub.admitted.Release(s.addr)
 	s.hub.conns.Add(-1)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	switchboard "github.com/switchboard-rt/switchboard"
+	"github.com/switchboard-rt/switchboard/admission"
 )
 
 // serveFlags are the flags of `switchboard serve` (PROTOCOL.md, "Command
@@ -62,6 +64,15 @@ type serveFlags struct {
 	maxBody        sizeValue
 	adminListen    string
 	historyMax     sizeValue
+	// Admission (docs/operations.md, "Admission").
+	maxConns        int
+	maxConnsPerIP   int
+	maxConnsPerUser int
+	trustedProxies  listValue
+	proxies         admission.Proxies // trustedProxies, parsed by check
+	acceptRate      float64
+	acceptBurst     int
+	acceptQueue     int
 }
 
 // serveAbout opens the usage of serve.
@@ -124,6 +135,14 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.Var(&f.maxBody, "max-body", "largest HTTP API request body; larger gets 413 (default 1MiB)")
 	fs.StringVar(&f.adminListen, "admin-listen", "", "address for the API, /metrics and /debug/pprof/, then not on --listen (default: all on --listen)")
 	fs.Var(&f.historyMax, "history-max-bytes", "bytes of history of all rooms together in the embedded broker, e.g. 256MiB; the oldest messages go first (default 256MiB; Redis: use its maxmemory)")
+	// Admission control: one block, documented in docs/operations.md.
+	fs.IntVar(&f.maxConns, "max-conns", 0, "most WebSocket connections open at once, past it 503; 0 derives it from the open-file limit (the limit less a tenth, at least 128 kept), -1 for none")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most connections open at once from one client address, past it 503; 0 for none")
+	fs.IntVar(&f.maxConnsPerUser, "max-conns-per-user", 0, "most sessions of one user on this instance, past it close 4029 at hello; 0 for none")
+	fs.Var(&f.trustedProxies, "trusted-proxies", "comma-separated IPs and CIDRs of proxies whose X-Forwarded-For (client address) and X-Forwarded-Host (Origin check) are believed")
+	fs.Float64Var(&f.acceptRate, "accept-rate", switchboard.DefaultAcceptRate, "new sessions per second admitted at hello, resuming ones first; 0 for no limit")
+	fs.IntVar(&f.acceptBurst, "accept-burst", 0, "hellos admitted at once after a quiet time (default: --accept-rate)")
+	fs.IntVar(&f.acceptQueue, "accept-queue", 0, "most hellos waiting for --accept-rate; past it close 4029 (default: --accept-rate × --hello-timeout)")
 	if err := fs.parse(args); err != nil {
 		return nil, err
 	}
@@ -177,6 +196,9 @@ func (f *serveFlags) check() error {
 	if err := f.checkRedis(); err != nil {
 		return err
 	}
+	if err := f.checkAdmission(); err != nil {
+		return err
+	}
 	if strings.ContainsAny(f.redisPrefix, "{}") || f.redisPrefix == "" {
 		return bad("redis-prefix", "must be non-empty and hold no '{' or '}'")
 	}
@@ -206,6 +228,31 @@ func (f *serveFlags) checkHTTP() error {
 	if _, port, _ := net.SplitHostPort(f.adminListen); f.adminListen == f.listen && port != "0" {
 		return bad("admin-listen", "must differ from --listen")
 	}
+	return nil
+}
+
+// checkAdmission checks the admission flags and parses --trusted-proxies.
+func (f *serveFlags) checkAdmission() error {
+	bad := func(name, why string) error { return &flagError{flag: name, err: errors.New(why)} }
+	switch {
+	case f.maxConns < -1:
+		return bad("max-conns", "must be a positive number, 0 (from the open-file limit) or -1 (none)")
+	case f.maxConnsPerIP < 0:
+		return bad("max-conns-per-ip", "must be a positive number or 0 (none)")
+	case f.maxConnsPerUser < 0:
+		return bad("max-conns-per-user", "must be a positive number or 0 (none)")
+	case f.acceptRate < 0 || math.IsInf(f.acceptRate, 0) || math.IsNaN(f.acceptRate):
+		return bad("accept-rate", "must be a positive number or 0 (no limit)")
+	case f.acceptBurst < 0:
+		return bad("accept-burst", "must be a positive number")
+	case f.acceptQueue < 0:
+		return bad("accept-queue", "must be a positive number")
+	}
+	ps, err := admission.ParseProxies(strings.Join(f.trustedProxies, ","))
+	if err != nil {
+		return &flagError{flag: "trusted-proxies", err: err}
+	}
+	f.proxies = ps
 	return nil
 }
 
@@ -328,9 +375,14 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,
 		DrainTimeout: f.drainTimeout, DrainSpread: f.drainSpread, Logger: log,
 		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, MaxQueuedBytes: int64(f.maxQueuedBytes),
+		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxConnsPerUser: f.maxConnsPerUser,
+		TrustedProxies: f.proxies, AcceptRate: f.acceptRate, AcceptBurst: f.acceptBurst, AcceptQueue: f.acceptQueue,
 		MaxHeaderBytes: int(f.maxHeaderBytes), HeaderTimeout: f.headerTimeout, IdleTimeout: f.idleTimeout,
 		MaxBodyBytes:    int64(f.maxBody),
 		HistoryMaxBytes: int64(f.historyMax),
+	}
+	if f.acceptRate == 0 {
+		cfg.AcceptRate = -1 // the flag's 0 is "no limit"; Config's 0 is the default
 	}
 	if f.jwtPublicKey != "" {
 		pem, err := os.ReadFile(f.jwtPublicKey)

@@ -51,6 +51,14 @@ var serveFields = map[string]serveField{
 
 	// Memory bounds (issue 12).
 	"history-max-bytes": func(f *serveFlags) any { return int64(f.historyMax) },
+	// Admission.
+	"max-conns":          func(f *serveFlags) any { return f.maxConns },
+	"max-conns-per-ip":   func(f *serveFlags) any { return f.maxConnsPerIP },
+	"max-conns-per-user": func(f *serveFlags) any { return f.maxConnsPerUser },
+	"trusted-proxies":    func(f *serveFlags) any { return []string(f.trustedProxies) },
+	"accept-rate":        func(f *serveFlags) any { return f.acceptRate },
+	"accept-burst":       func(f *serveFlags) any { return f.acceptBurst },
+	"accept-queue":       func(f *serveFlags) any { return f.acceptQueue },
 }
 
 func TestParseServeFlags_Defaults(t *testing.T) {
@@ -99,6 +107,13 @@ func TestParseServeFlags_Defaults(t *testing.T) {
 		{"max-body", int64(1 << 20)},
 		{"admin-listen", ""},
 		{"history-max-bytes", int64(256 << 20)},
+		{"max-conns", 0},
+		{"max-conns-per-ip", 0},
+		{"max-conns-per-user", 0},
+		{"trusted-proxies", []string(nil)},
+		{"accept-rate", 5000.0},
+		{"accept-burst", 0},
+		{"accept-queue", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
@@ -148,6 +163,13 @@ var serveEnvCases = []struct {
 	{"max-body", "64KiB", int64(64 << 10)},
 	{"admin-listen", "127.0.0.1:9090", "127.0.0.1:9090"},
 	{"history-max-bytes", "64MiB", int64(64 << 20)},
+	{"max-conns", "900", 900},
+	{"max-conns-per-ip", "20", 20},
+	{"max-conns-per-user", "5", 5},
+	{"trusted-proxies", "10.0.0.0/8, 192.168.1.7", []string{"10.0.0.0/8", "192.168.1.7"}},
+	{"accept-rate", "250.5", 250.5},
+	{"accept-burst", "300", 300},
+	{"accept-queue", "1000", 1000},
 }
 
 func TestParseServeFlags_Env(t *testing.T) {
@@ -424,6 +446,16 @@ func TestRun_ServeFlagErrors(t *testing.T) {
 		{"GivenTwice", []string{"--dev", "--listen", ":1", "--listen", ":2"}, "listen"},
 		{"UnknownFlag", []string{"--dev", "--no-such-flag"}, "no-such-flag"},
 		{"MissingValue", []string{"--dev", "--listen"}, "listen"},
+		{"MaxConnsBelowMinusOne", []string{"--dev", "--max-conns", "-2"}, "max-conns"},
+		{"MaxConnsABC", []string{"--dev", "--max-conns", "many"}, "max-conns"},
+		{"MaxConnsPerIPNegative", []string{"--dev", "--max-conns-per-ip", "-1"}, "max-conns-per-ip"},
+		{"MaxConnsPerUserNegative", []string{"--dev", "--max-conns-per-user", "-1"}, "max-conns-per-user"},
+		{"TrustedProxiesHostName", []string{"--dev", "--trusted-proxies", "10.0.0.1,proxy.internal"}, "trusted-proxies"},
+		{"TrustedProxiesBadCIDR", []string{"--dev", "--trusted-proxies", "10.0.0.0/40"}, "trusted-proxies"},
+		{"AcceptRateNegative", []string{"--dev", "--accept-rate", "-1"}, "accept-rate"},
+		{"AcceptRateInfinite", []string{"--dev", "--accept-rate", "+Inf"}, "accept-rate"},
+		{"AcceptBurstNegative", []string{"--dev", "--accept-burst", "-1"}, "accept-burst"},
+		{"AcceptQueueNegative", []string{"--dev", "--accept-queue", "-3"}, "accept-queue"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -547,5 +579,34 @@ func checkServeHelp(t *testing.T, help string) {
 		if got := strings.Count(help, want); got != n {
 			t.Errorf("help holds %q %d times, want %d", want, got, n)
 		}
+	}
+}
+
+// The admission flags reach the instance's Config: --accept-rate 0 turns
+// the accept rate off (Config's 0 would be its default), and
+// --trusted-proxies is parsed.
+func TestServeFlags_AdmissionConfig(t *testing.T) {
+	t.Parallel()
+	f, err := parseServeFlags([]string{"--dev", "--accept-rate", "0", "--trusted-proxies", "10.0.0.0/8,192.168.1.7",
+		"--max-conns", "-1", "--max-conns-per-ip", "3", "--max-conns-per-user", "4", "--accept-queue", "9"}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AcceptRate >= 0 || cfg.MaxConns != -1 || cfg.MaxConnsPerIP != 3 || cfg.MaxConnsPerUser != 4 || cfg.AcceptQueue != 9 {
+		t.Errorf("config = rate %v, max %d, per ip %d, per user %d, queue %d", cfg.AcceptRate, cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxConnsPerUser, cfg.AcceptQueue)
+	}
+	if len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1].String() != "192.168.1.7/32" {
+		t.Errorf("trusted proxies = %v", cfg.TrustedProxies)
+	}
+	f, err = parseServeFlags([]string{"--dev"}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, _ = f.config(nil); cfg.AcceptRate != 5000 || cfg.MaxConns != 0 {
+		t.Errorf("default config: accept rate %v, max conns %d; want 5000 and 0 (derived)", cfg.AcceptRate, cfg.MaxConns)
 	}
 }
