@@ -601,3 +601,40 @@ func TestHostile_QueuedBytesCeiling(t *testing.T) {
 	// close, so do not wait for the frame here.
 	hog.WS().Close()
 }
+
+// TestHostile_NoCompression: a client that offers permessage-deflate is
+// upgraded without it (no Sec-WebSocket-Extensions in the answer), so there
+// is nothing to inflate and no compression bomb; a frame that claims to be
+// compressed anyway (RSV1) fails the connection with 1002.
+func TestHostile_NoCompression(t *testing.T) {
+	srv := wstest.Start(t, switchboard.Config{})
+	req, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+		"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"} {
+		req.Header.Set(k, v)
+	}
+	res, err := wstest.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %s, want 101", res.Status)
+	}
+	if ext := res.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
+		t.Fatalf("the server agreed to %q", ext)
+	}
+
+	w := wstest.DialWire(t, srv.WS)
+	w.SendText(wstest.Frame("hello", "user", "zip"))
+	if f, err := w.Next(wstest.Timeout); err != nil || !bytes.Contains(f.Payload, []byte(`"welcome"`)) {
+		t.Fatalf("no welcome: %v %q", err, f.Payload)
+	}
+	_ = w.TryWrite(wstest.MaskedFrame(0x80|0x40|0x1, []byte{0x4b, 0x4c, 0x04, 0x00})) // FIN, RSV1, text
+	if _, closing := w.UntilClose(); closing.CloseCode() != 1002 {
+		t.Fatalf("a compressed frame closed with %d, want 1002", closing.CloseCode())
+	}
+}
