@@ -472,7 +472,8 @@ func TestDelivery_RecoveryAfterLeave(t *testing.T) {
 
 // TestDelivery_RecoveryRaceWithLivePublishes joins 60 sessions, with since
 // (up to 300 messages back), without it and through hello.resume, while a
-// backend publishes as fast as it can; it goes on until every session is in
+// backend publishes (as fast as it can until every session is released,
+// then at a bounded pace); it goes on until every session is in
 // the room, so the joins overlap live traffic. Every session gets a
 // contiguous stream from where it started to the last message, with joined
 // exactly where the recovered part ends: the messages buffered while it
@@ -606,6 +607,14 @@ func TestDelivery_RecoveryRaceWithLivePublishes(t *testing.T) {
 				}
 				if len(users) == joiners {
 					stopAt = sent + tail
+				} else {
+					// Every joiner is released; some are still being
+					// handled. Go on at a bounded pace (about 4,000 a
+					// second), so that the backlog they recover stays
+					// proportional to how long their joins take, not to
+					// how much faster than them an unhindered loop runs
+					// on a loaded machine.
+					time.Sleep(2 * time.Millisecond)
 				}
 			}
 			if err := publish(sent, "pub"); err != nil {
