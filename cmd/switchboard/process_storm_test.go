@@ -212,8 +212,10 @@ func runStorm(t *testing.T, rs *redistest.Server, plan stormPlan, prefix string,
 			if err != nil {
 				return err.Error()
 			}
-			if !ok || len(rooms) < len(s.rooms) {
-				return fmt.Sprintf("session %s of %s: saved %v, joined %d rooms", s.session, s.user, rooms, len(s.rooms))
+			for room := range s.rooms {
+				if _, saved := rooms[room]; !ok || !saved {
+					return fmt.Sprintf("session %s of %s: saved %v (found %v), joined %v", s.session, s.user, rooms, ok, s.rooms)
+				}
 			}
 		}
 		return ""
@@ -241,7 +243,7 @@ func runStorm(t *testing.T, rs *redistest.Server, plan stormPlan, prefix string,
 			s.ws.Close()
 			at := <-killed
 			killed <- at
-			recovered, refused, err := s.resume(b, i%2 == 0, deadline)
+			recovered, refused, err := s.resume(b, i%2 == 0, deadline, at.Add(plan.timeout))
 			backs[i] = back{at: time.Since(at), recovered: recovered, refused: refused, err: err}
 		})
 	}
@@ -329,6 +331,8 @@ func (s *stormSession) connect(in *instance) error {
 		return err
 	}
 	s.ws, s.session = ws, welcome.Session
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	defer func() { _ = ws.SetReadDeadline(time.Time{}) }()
 	id := 0
 	for room := range s.rooms {
 		id++
@@ -348,10 +352,11 @@ func (s *stormSession) connect(in *instance) error {
 }
 
 // resume reconnects the session to in with hello.session (bySession) or
-// hello.resume, retrying refused attempts until deadline, and waits until
-// each of its rooms is joined again. It reports whether every room was
-// recovered and how many attempts were refused.
-func (s *stormSession) resume(in *instance, bySession bool, deadline <-chan struct{}) (recovered bool, refused int, err error) {
+// hello.resume, retrying refused attempts until deadline is closed, and
+// waits until each of its rooms is joined again, at the latest until
+// until. It reports whether every room was recovered and how many
+// attempts were refused.
+func (s *stormSession) resume(in *instance, bySession bool, deadline <-chan struct{}, until time.Time) (recovered bool, refused int, err error) {
 	hello := wstest.Hello{User: s.user}
 	if bySession {
 		hello.Session = s.session
@@ -368,6 +373,7 @@ func (s *stormSession) resume(in *instance, bySession bool, deadline <-chan stru
 			continue
 		}
 		s.ws = ws
+		_ = ws.SetReadDeadline(until)
 		recovered = true
 		for pending := len(s.rooms); pending > 0; {
 			f, err := readFrame(ws)
