@@ -41,13 +41,25 @@ const (
 	floodGoroutineSlack = 12
 	// floodHeapSlack is how much more live heap (go_memstats_heap_inuse_bytes
 	// right after a forced GC) an instance may hold after the cycles than
-	// before them. 5,000 leaked sessions of even 2 KiB each would be 10 MiB.
+	// before them. The embedded broker keeps the state of every ended
+	// session for hello.session for the session TTL (5 minutes), about
+	// 700 bytes each: ~1.8 MiB for the ~2,500 sessions the cycles welcome,
+	// measured. 5,000 leaked connections of even 2 KiB more each would be
+	// 10 MiB.
 	floodHeapSlack = 6 << 20
 	// floodRSSSlack is how much more resident memory an instance may hold
 	// after the cycles: the Go runtime returns freed pages to the system
 	// only gradually (the background scavenger), so RSS lags the heap; the
 	// heap check above is the tight one.
 	floodRSSSlack = 48 << 20
+	// floodGhostSlack is how many sessions switchboard_sessions may still
+	// count once every cycle's connection is gone. It should be 0; but in
+	// about half the runs 3 or 4 sessions stay counted for good (over a
+	// minute, far past every timeout) while the goroutines are back where
+	// they were: the hub keeps a few ended sessions in its bookkeeping, a
+	// bug reported in issue 12's notes. Sessions left behind by something
+	// that leaks per cycle would be hundreds.
+	floodGhostSlack = 20
 )
 
 // openFDs returns the number of open file descriptors of process pid (the
@@ -468,11 +480,11 @@ func TestProcess_FloodCycles(t *testing.T) {
 		return errs
 	}
 	// settled waits until no session is left and the instance runs at
-	// most want goroutines (any number if want is 0), or 20s passed, and
+	// most want goroutines (any number if want is 0), or 10s passed, and
 	// returns how many it runs.
 	settled := func(want float64) float64 {
 		var g float64
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for {
 			httpClient.CloseIdleConnections()
 			g = in.mustMetric(t, "go_goroutines")
@@ -504,15 +516,18 @@ func TestProcess_FloodCycles(t *testing.T) {
 		t.Errorf("%d of %d cycles failed; the first: %s", len(errs), cycles, strings.Join(errs[:min(5, len(errs))], "; "))
 	}
 	time.Sleep(2500 * time.Millisecond)
+	settling := time.Now()
 	goroutinesAfter := settled(goroutines + floodGoroutineSlack)
+	settle := time.Since(settling)
 	heapAfter := in.liveHeap(t)
 	rssAfter, err := residentBytes(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opened := in.mustMetric(t, "switchboard_sessions_opened_total")
-	t.Logf("%d cycles in %v (%d sessions welcomed in all): goroutines %.0f → %.0f, live heap %.1f → %.1f MiB, RSS %.1f → %.1f MiB",
-		cycles, took.Round(time.Millisecond), int(opened), goroutines, goroutinesAfter,
+	ghosts := in.mustMetric(t, "switchboard_sessions")
+	t.Logf("%d cycles in %v (%d sessions welcomed in all, %.0f still counted): goroutines %.0f → %.0f (settled in %v), live heap %.1f → %.1f MiB, RSS %.1f → %.1f MiB",
+		cycles, took.Round(time.Millisecond), int(opened), ghosts, goroutines, goroutinesAfter, settle.Round(time.Millisecond),
 		heap/(1<<20), heapAfter/(1<<20), float64(rss)/(1<<20), float64(rssAfter)/(1<<20))
 	if goroutinesAfter > goroutines+floodGoroutineSlack {
 		t.Errorf("the instance runs %.0f goroutines after the cycles, %.0f before (slack %d)", goroutinesAfter, goroutines, floodGoroutineSlack)
@@ -522,6 +537,9 @@ func TestProcess_FloodCycles(t *testing.T) {
 	}
 	if rssAfter > rss+floodRSSSlack {
 		t.Errorf("the instance's RSS is %d MiB after the cycles, %d MiB before (slack %d MiB)", rssAfter>>20, rss>>20, floodRSSSlack>>20)
+	}
+	if ghosts > floodGhostSlack {
+		t.Errorf("switchboard_sessions counts %.0f sessions after every connection closed (slack %d)", ghosts, floodGhostSlack)
 	}
 	// Half of the kinds reach welcome: the cycles must have made sessions.
 	if opened < cycles/2 {
