@@ -126,6 +126,9 @@ type stormResult struct {
 	sessions, back, notRecovered int
 	// times are the per-session reconnect times of those back, sorted.
 	times []time.Duration
+	// noticed is the longest time from the kill until a session's read
+	// failed.
+	noticed time.Duration
 	// last is the time from the kill until the last session was back.
 	last time.Duration
 	// refused counts refused attempts of resuming and of cold sessions.
@@ -144,8 +147,8 @@ func (r stormResult) String() string {
 		return r.times[min(len(r.times)-1, int(p*float64(len(r.times))))]
 	}
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-	s := fmt.Sprintf("%d/%d sessions back (%d not recovered) in %s: p50 %s, p99 %s, max %s; %d resume attempts refused",
-		r.back, r.sessions, r.notRecovered, ms(r.last), ms(pct(0.50)), ms(pct(0.99)), ms(pct(1)), r.refused)
+	s := fmt.Sprintf("%d/%d sessions back (%d not recovered) in %s: p50 %s, p99 %s, max %s (all noticed the kill within %s); %d resume attempts refused",
+		r.back, r.sessions, r.notRecovered, ms(r.last), ms(pct(0.50)), ms(pct(0.99)), ms(pct(1)), ms(r.noticed), r.refused)
 	if r.cold > 0 {
 		s += fmt.Sprintf("; cold %d/%d welcomed in %s, %d refused", r.coldIn, r.cold, ms(r.coldLast), r.coldRefused)
 	}
@@ -226,10 +229,10 @@ func runStorm(t *testing.T, rs *redistest.Server, plan stormPlan, prefix string,
 	killed := make(chan time.Time, 1)
 	deadline := make(chan struct{})
 	type back struct {
-		at        time.Duration
-		recovered bool
-		refused   int
-		err       error
+		at, noticed time.Duration
+		recovered   bool
+		refused     int
+		err         error
 	}
 	backs := make([]back, len(sessions))
 	var done sync.WaitGroup
@@ -240,11 +243,12 @@ func runStorm(t *testing.T, rs *redistest.Server, plan stormPlan, prefix string,
 					break
 				}
 			}
+			lost := time.Now()
 			s.ws.Close()
 			at := <-killed
 			killed <- at
 			recovered, refused, err := s.resume(b, i%2 == 0, deadline, at.Add(plan.timeout))
-			backs[i] = back{at: time.Since(at), recovered: recovered, refused: refused, err: err}
+			backs[i] = back{at: time.Since(at), noticed: lost.Sub(at), recovered: recovered, refused: refused, err: err}
 		})
 	}
 
@@ -311,6 +315,7 @@ func runStorm(t *testing.T, rs *redistest.Server, plan stormPlan, prefix string,
 			}
 		}
 		res.refused += bk.refused
+		res.noticed = max(res.noticed, bk.noticed)
 	}
 	slices.Sort(res.times)
 	res.coldIn, res.coldRefused, res.coldLast = int(coldIn.Load()), int(coldRefused.Load()), time.Duration(coldLast.Load())
