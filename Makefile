@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 LISTEN      ?= :8080
 
-.PHONY: run build test deps lint unit js demo browser bench bench-cluster bench-go chaos fuzz clean
+.PHONY: run build test deps lint unit js demo browser bench bench-cluster bench-go chaos soak storm fuzz clean
 
 ## run: start one instance on the embedded broker in dev mode (http://localhost:8080)
 run:
@@ -33,6 +33,8 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
+	$(GO) vet -tags soak ./cmd/switchboard/
+	$(GOBIN)/staticcheck -tags soak ./cmd/switchboard/
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
@@ -81,6 +83,25 @@ bench-go:
 ## version in `make unit` runs with -race. Run from the package directory so that the line is shown.
 chaos:
 	cd cmd/switchboard && SWITCHBOARD_CHAOS=full SWITCHBOARD_TEST_REDIS=required $(GO) test -count=1 -timeout 30m -run '^TestProcess_Chaos$$'
+
+## soak: steady mixed load for SOAK_DURATION (10m) on 3 instances and one redis-server: Go clients publishing
+## and sending direct messages (over WebSocket and the HTTP API), sessions joining, leaving and reconnecting;
+## instance B is restarted with SIGTERM (drain) halfway. RSS, goroutines and open fds of each instance are
+## sampled every 10 s; fails if a slope after the warm-up passes its bound (see process_soak_test.go) or a
+## message is lost or duplicated. Ends with one summary line. Not part of `make test` (build tag soak).
+SOAK_DURATION ?= 10m
+soak: deps
+	cd cmd/switchboard && SOAK_DURATION=$(SOAK_DURATION) SWITCHBOARD_TEST_REDIS=required $(GO) test -tags soak -count=1 \
+	  -timeout 2h -run '^TestProcess_Soak$$'
+
+## storm: the reconnect-storm measurement: SIGKILL an instance holding STORM_SESSIONS (2000) sessions in
+## STORM_ROOMS (20) rooms; time until all are welcomed and recovered on the survivor (p50/p99/max and the
+## last one), alone and with STORM_COLD (5000) cold sessions hammering the survivor at the same time.
+## STORM_FLAGS adds flags to both instances (e.g. STORM_FLAGS="--accept-rate 500"); STORM_TIMEOUT (2m)
+## bounds each scenario. One summary line per scenario. A tiny version runs in `make unit`.
+storm: deps
+	cd cmd/switchboard && SWITCHBOARD_STORM=full SWITCHBOARD_TEST_REDIS=required $(GO) test -count=1 -timeout 1h \
+	  -run '^TestProcess_Storm$$'
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 60s; go test -fuzz takes one target per
 ## run): the WebSocket frame reader, the client frame decoder, the room pattern matcher, the token

@@ -3,14 +3,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -20,27 +16,6 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
-
-// metric reads one sample of the process's /metrics page; -1 if absent.
-func (in *instance) metric(t testing.TB, sample string) float64 {
-	t.Helper()
-	code, body, err := in.request(http.MethodGet, "/metrics", nil)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", code, err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", sample, err)
-			}
-			return v
-		}
-	}
-	return -1
-}
 
 // TestProcess_Admission checks that the admission flags reach a real
 // process: --max-conns answers 503 with Retry-After past its ceiling,
@@ -78,7 +53,7 @@ func TestProcess_Admission(t *testing.T) {
 		}
 		return ""
 	})
-	if got := in.metric(t, "switchboard_admission_max_conns"); got != 3 {
+	if got := in.mustMetric(t, "switchboard_admission_max_conns"); got != 3 {
 		t.Fatalf("switchboard_admission_max_conns = %v, want 3", got)
 	}
 
@@ -90,7 +65,7 @@ func TestProcess_Admission(t *testing.T) {
 	}
 	want := switchboard.DefaultMaxConns(uint64(l.Cur))
 	def := startInstance(t, "admission-default")
-	if got := def.metric(t, "switchboard_admission_max_conns"); got != float64(want) {
+	if got := def.mustMetric(t, "switchboard_admission_max_conns"); got != float64(want) {
 		t.Fatalf("default switchboard_admission_max_conns = %v, want %d (open-file limit %d)", got, want, l.Cur)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,7 +42,7 @@ func TestProcess_HeaderFloodIsBounded(t *testing.T) {
 	)
 	in := startInstance(t, "headers", "--header-timeout", headerTimeout.String())
 	baseline := peakRSS(t, in, 500*time.Millisecond)
-	fdsBefore := openFDs(t, in)
+	fdsBefore := instanceFDs(t, in)
 
 	type outcome struct {
 		status  string // first line of the answer; "" when none came
@@ -103,7 +102,7 @@ func TestProcess_HeaderFloodIsBounded(t *testing.T) {
 	}
 	fdsPeak := 0 // the trickling sockets at least are open for a while
 	for end := time.Now().Add(time.Second); time.Now().Before(end) && fdsPeak < fdsBefore+sockets; time.Sleep(20 * time.Millisecond) {
-		fdsPeak = max(fdsPeak, openFDs(t, in))
+		fdsPeak = max(fdsPeak, instanceFDs(t, in))
 	}
 	peak := max(peakRSS(t, in, headerTimeout+time.Second), baseline)
 
@@ -146,7 +145,7 @@ func TestProcess_HeaderFloodIsBounded(t *testing.T) {
 		t.Errorf("RSS grew by %.1f MiB during the flood, want at most %d MiB", float64(growth)/(1<<20), headerFloodBound>>20)
 	}
 	eventually(t, 10*time.Second, func() string {
-		if n := openFDs(t, in); n > fdsBefore+5 {
+		if n := instanceFDs(t, in); n > fdsBefore+5 {
 			return fmt.Sprintf("the server holds %d open descriptors, %d before the flood", n, fdsBefore)
 		}
 		return ""
@@ -156,14 +155,14 @@ func TestProcess_HeaderFloodIsBounded(t *testing.T) {
 	}
 }
 
-// openFDs counts the descriptors the instance has open.
-func openFDs(t *testing.T, in *instance) int {
+// instanceFDs counts the descriptors the instance has open.
+func instanceFDs(t *testing.T, in *instance) int {
 	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", in.cmd.Process.Pid))
+	n, err := openFDs(in.cmd.Process.Pid)
 	if err != nil {
 		t.Fatalf("count the instance's descriptors: %v", err)
 	}
-	return len(entries)
+	return n
 }
 
 // TestProcess_AdminListen: with --admin-listen the binary serves the API,
