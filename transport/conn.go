@@ -102,6 +102,14 @@ type Conn struct {
 	fd         int
 	registered bool
 	parked     atomic.Bool
+	// pollMu orders arming the descriptor in the poller against closing
+	// the socket; netClosed, which it guards, is set once the socket is
+	// closed. The kernel gives a closed descriptor's number to the next
+	// socket it opens, so arming after the close could register another
+	// connection's socket and leave this one waiting for an event that
+	// never comes.
+	pollMu    sync.Mutex
+	netClosed bool
 
 	mu      sync.Mutex
 	state   state
@@ -453,10 +461,14 @@ func (c *Conn) closeNet() {
 		c.grace = nil
 	}
 	c.mu.Unlock()
+	c.pollMu.Lock()
 	_ = c.nc.Close()
-	if c.parked.CompareAndSwap(true, false) {
-		// A closed socket leaves the epoll set without an event: read it
-		// here, so that the reader sees the end.
+	c.netClosed = true
+	// A closed socket leaves the epoll set without an event: read it
+	// here, so that the reader sees the end.
+	armed := c.parked.CompareAndSwap(true, false)
+	c.pollMu.Unlock()
+	if armed {
 		go c.readLoop()
 	}
 	if wasOpen {
@@ -537,9 +549,19 @@ func (c *Conn) idle() {
 		go c.park()
 		return
 	}
-	if err := p.arm(c); err != nil && c.parked.CompareAndSwap(true, false) {
-		// The socket was closed under us (or epoll refused it): the
-		// reader finds out and ends the connection.
+	c.pollMu.Lock()
+	if c.netClosed {
+		// Closed since the last read found it empty: its descriptor
+		// number may already be another socket's. End here instead.
+		c.pollMu.Unlock()
+		c.end()
+		return
+	}
+	err := p.arm(c)
+	c.pollMu.Unlock()
+	if err != nil && c.parked.CompareAndSwap(true, false) {
+		// epoll refused the socket: the reader finds out why and ends
+		// the connection.
 		go c.readLoop()
 	}
 }

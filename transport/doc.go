@@ -60,6 +60,7 @@
 //
 // # Locks
 //
-// Conn.mu guards the write side and the state; the flusher has its own.
+// Conn.mu guards the write side and the state; the flusher has its own;
+// Conn.pollMu orders registering a socket in the poller against closing it.
 // No lock is held across socket I/O or a Handler call.
 package transport
