@@ -495,6 +495,7 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
+	i.hub.Register(runCtx)
 	hubDone := make(chan error, 1)
 	go func() { hubDone <- i.hub.Run(runCtx) }()
 	serveDone := make(chan error, 1)

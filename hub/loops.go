@@ -26,8 +26,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.every(ctx, h.cfg.Heartbeat, h.heartbeat) })
 	wg.Go(func() { h.every(ctx, stateFlushInterval/stateFlushSlices, h.flushStates) })
 	wg.Go(func() {
-		h.register(ctx)
-		h.every(ctx, h.registryInterval(), h.register)
+		h.Register(ctx)
+		h.every(ctx, h.registryInterval(), h.Register)
 	})
 	defer wg.Wait()
 	select {
@@ -88,9 +88,12 @@ func (h *Hub) heartbeat(context.Context) {
 	}
 }
 
-// register refreshes this instance in the broker's registry, which also
-// keeps its presence entries alive.
-func (h *Hub) register(ctx context.Context) {
+// Register refreshes this instance in the broker's registry, which also
+// keeps its presence entries alive. Run calls it at its start and then
+// every registry interval; a server calls it once more before it starts
+// accepting connections, so that an instance that says it is serving is
+// listed in GET /api/instances.
+func (h *Hub) Register(ctx context.Context) {
 	if h.draining.Load() {
 		return
 	}
