@@ -23,11 +23,18 @@ type catchUpJob struct {
 // catchUpBatch bounds the rooms read in one pipeline.
 const catchUpBatch = 256
 
-// A failed read is tried catchUpAttempts times in all, catchUpRetry and
-// then twice that apart, before the dispatcher is told.
+// A failed read is tried again after catchUpRetry, then after twice as
+// long each time up to catchUpMaxRetry, until catchUpPatience has passed
+// since the first attempt; only then is the dispatcher told. The patience
+// outlasts a failover: the live messages of a shard whose replica was just
+// promoted can arrive over a subscription that already found the new
+// master while reads are still routed to the old one for a moment, and
+// giving up then would cost every session a Reset (and the messages
+// history still holds) for what Redis would have answered a second later.
 const (
-	catchUpAttempts = 3
 	catchUpRetry    = 100 * time.Millisecond
+	catchUpMaxRetry = time.Second
+	catchUpPatience = 5 * time.Second
 )
 
 // catcher reads the missed messages of a shard's rooms, off the dispatch
@@ -98,11 +105,13 @@ func (c *catcher) run(ctx context.Context) {
 // answers to the dispatcher. It reports false if the catcher must stop.
 func (c *catcher) read(ctx context.Context, jobs []catchUpJob) bool {
 	wait := catchUpRetry
-	for attempt := 1; ; attempt++ {
+	giveUp := time.Now().Add(catchUpPatience)
+	for {
 		hs, errs := c.b.histories(ctx, jobs)
+		last := time.Now().Add(wait).After(giveUp)
 		var failed []catchUpJob
 		for i, j := range jobs {
-			if errs[i] != nil && attempt < catchUpAttempts {
+			if errs[i] != nil && !last {
 				failed = append(failed, j)
 				continue
 			}
@@ -123,7 +132,7 @@ func (c *catcher) read(ctx context.Context, jobs []catchUpJob) bool {
 			return false
 		case <-t.C:
 		}
-		wait *= 2
+		wait = min(2*wait, catchUpMaxRetry)
 	}
 }
 

@@ -103,12 +103,13 @@
 //
 // The catch-up reader of a shard reads, in pipelined batches, each room's
 // position and history after its last message (one script), retries a
-// failed read twice (after 100 ms and 200 ms), and hands the answer to
-// the dispatcher, which delivers what the room missed, then what waited,
-// and Resets where history no longer holds the messages or the epoch
-// changed. A read that still fails gives up continuity (a Reset before the
-// waiting messages) if messages wait; otherwise the room is tried again at
-// its shard's fifth probe tick. A room waits with at most 4,096 messages;
+// failed read for up to 5 s (after 100 ms, then twice as long each time,
+// at most 1 s apart: long enough to outlast a failover), and hands the
+// answer to the dispatcher, which delivers what the room missed, then
+// what waited, and Resets where history no longer holds the messages or
+// the epoch changed. A read that still fails gives up continuity (a Reset
+// before the waiting messages) if messages wait; otherwise the room is
+// tried again at its shard's fifth probe tick. A room waits with at most 4,096 messages;
 // past that they are dropped and the room read once more afterwards.
 //
 // The dispatch queue holds at most DispatchQueue messages. When it is full,
