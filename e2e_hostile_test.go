@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -552,15 +553,25 @@ func TestHostile_QueuedBytesCeiling(t *testing.T) {
 	reader.Send(wstest.Frame("join", "id", 1, "room", "busy"))
 	reader.Expect(protocol.TypeJoined)
 	got := make(chan uint64, 1)
+	var stopped string    // why the reader stopped short, read after got
+	var read atomic.Int64 // the reader's last offset
 	go func() {
 		var last uint64
 		for {
 			f, err := reader.NextErr(wstest.Timeout)
-			if err != nil || f.Type != protocol.TypeMessage || f.Offset != last+1 {
+			switch {
+			case err != nil:
+				stopped = err.Error()
+			case f.Type != protocol.TypeMessage || f.Offset != last+1:
+				stopped = "then " + wstest.Describe(f)
+			}
+			if stopped != "" {
 				got <- last
 				return
 			}
-			if last = f.Offset; last == total {
+			last = f.Offset
+			read.Store(int64(last))
+			if last == total {
 				got <- last
 				return
 			}
@@ -569,6 +580,20 @@ func TestHostile_QueuedBytesCeiling(t *testing.T) {
 
 	data := `"` + strings.Repeat("q", 60000) + `"`
 	for i := range total { // 9 MB for the hog, which reads nothing
+		// The reader reads promptly: at most one message behind, however
+		// busy the machine, so that only the hog's share of the ceiling
+		// grows.
+		for deadline := time.Now().Add(wstest.Timeout); read.Load() < int64(i)-1; {
+			select {
+			case last := <-got:
+				t.Fatalf("the reading member got messages up to %d of %d, %s", last, total, stopped)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the reading member is stuck at %d of %d published", read.Load(), i)
+			}
+			time.Sleep(time.Millisecond)
+		}
 		req, err := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/api/publish", strings.NewReader(`{"room":"busy","data":`+data+`}`))
 		if err != nil {
 			t.Fatal(err)
@@ -591,7 +616,7 @@ func TestHostile_QueuedBytesCeiling(t *testing.T) {
 		}
 	}
 	if last := <-got; last != total {
-		t.Fatalf("the reading member got messages up to %d of %d", last, total)
+		t.Fatalf("the reading member got messages up to %d of %d, %s", last, total, stopped)
 	}
 	if n := srv.Metric(t, "switchboard_send_queue_ceiling_overflows_total"); n < 1 {
 		t.Errorf("switchboard_send_queue_ceiling_overflows_total = %v, want the hog closed (4008) for the ceiling", n)

@@ -120,9 +120,14 @@ type Conn struct {
 	pong    []byte
 	queue   []Frame
 	spare   []Frame
-	queued  int
-	// space, when not nil, is closed when the queue is taken or dropped:
-	// SendWait waits on it.
+	// queued counts the bytes held for the connection: those in queue and
+	// inflight, those a writer took and has not finished writing. Both
+	// count against the send queue and the instance's ceiling until the
+	// socket took them.
+	queued   int
+	inflight int
+	// space, when not nil, is closed when written bytes are released or
+	// the queue is dropped: SendWait waits on it.
 	space chan struct{}
 	// The close: its code and reason, whether the peer's close frame
 	// arrived, whether ours was written, and what to write just before it.
@@ -476,21 +481,31 @@ func (c *Conn) closeNet() {
 	}
 }
 
-// dropQueueLocked empties the queue and wakes SendWait. c.mu must be held.
+// dropQueueLocked empties the queue and wakes SendWait. The bytes a writer
+// holds stay counted until it is done with them. c.mu must be held.
 func (c *Conn) dropQueueLocked() {
 	clear(c.queue)
 	c.queue = c.queue[:0]
-	c.releaseQueuedLocked()
+	c.releaseLocked(c.queued - c.inflight)
 	c.pingDue, c.pongDue = false, false
 }
 
-// releaseQueuedLocked takes the queued bytes off the instance's count and
-// wakes SendWait. c.mu must be held.
-func (c *Conn) releaseQueuedLocked() {
-	if c.queued > 0 {
-		c.srv.queued.Add(-int64(c.queued))
-		c.srv.queuedConns.Add(-1)
-		c.queued = 0
+// releaseWrittenLocked releases n bytes a writer took and is done with:
+// the socket took them, or the write failed. c.mu must be held.
+func (c *Conn) releaseWrittenLocked(n int) {
+	c.inflight -= n
+	c.releaseLocked(n)
+}
+
+// releaseLocked takes n held bytes off the connection's and the
+// instance's counts and wakes SendWait. c.mu must be held.
+func (c *Conn) releaseLocked(n int) {
+	if n > 0 {
+		c.queued -= n
+		c.srv.queued.Add(-int64(n))
+		if c.queued == 0 {
+			c.srv.queuedConns.Add(-1)
+		}
 	}
 	if c.space != nil {
 		close(c.space)

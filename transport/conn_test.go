@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,78 @@ func TestConn_InstanceCeiling(t *testing.T) {
 	}
 	small.rec.c.Send(Frame{Data: []byte("still here")})
 	small.expect(opText, "still here")
+}
+
+// TestConn_BytesBeingWrittenCount: on a plain socket, the bytes of a write
+// the socket did not take whole (a client that stopped reading) still
+// count against the send queue and the instance's queued bytes until
+// written: otherwise the queue could fill up again behind them, and a
+// connection would hold up to twice --send-queue, with the ceiling blind
+// to half of it. (TLS connections count bytes until their writer takes
+// them: a TLS write does not say whether it waited.)
+func TestConn_BytesBeingWrittenCount(t *testing.T) {
+	const budget = 256 << 10
+	ts := startServer(t, false, Config{SendQueueBytes: budget, WriteTimeout: time.Minute})
+	c := ts.dial(t, "noecho")
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	conn := c.rec.c
+	payload := []byte(strings.Repeat("w", 4000))
+	// Fill until a writer is stuck with a batch and more waits behind it.
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if !conn.Send(Frame{Data: payload}) {
+			t.Fatal("closed before a write blocked")
+		}
+		conn.mu.Lock()
+		stuck := conn.inflight > 0 && len(conn.queue) > 0
+		conn.mu.Unlock()
+		if stuck {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no write ever blocked")
+		}
+		// Keep pace with the writer until the socket stops taking.
+		for waiting := true; waiting; {
+			conn.mu.Lock()
+			waiting = len(conn.queue) > 0 && conn.inflight == 0
+			conn.mu.Unlock()
+			runtime.Gosched()
+		}
+	}
+	conn.mu.Lock()
+	waiting := 0
+	for _, f := range conn.queue {
+		waiting += f.size()
+	}
+	queued, inflight := conn.queued, conn.inflight
+	conn.mu.Unlock()
+	if queued != waiting+inflight || inflight <= 0 {
+		t.Errorf("connection counts %d bytes, want %d waiting + %d being written", queued, waiting, inflight)
+	}
+	if got := ts.srv.QueuedBytes(); got != int64(queued) {
+		t.Errorf("instance counts %d queued bytes, want the %d the connection holds", got, queued)
+	}
+	// Overflowing now closes it with no more than the budget held.
+	for conn.Send(Frame{Data: payload}) {
+		if q := ts.srv.QueuedBytes(); q > budget {
+			t.Fatalf("%d bytes held for one connection, send queue %d", q, budget)
+		}
+	}
+	// The writer keeps what it holds counted until its write ends:
+	// here, when the client goes away.
+	if q := ts.srv.QueuedBytes(); q < int64(inflight) {
+		t.Errorf("after the overflow %d bytes are counted, want those being written", q)
+	}
+	c.conn.Close()
+	for q := ts.srv.QueuedBytes(); q != 0; q = ts.srv.QueuedBytes() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the close %d bytes are still counted", q)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestConn_PingFlood: pings count against the rate limit; a client that

@@ -31,7 +31,11 @@
 // (replays, history), waits for room instead, so that a client that reads
 // is never closed for asking and one that does not is closed once the
 // queue made no room for the write timeout. Config.MaxQueuedBytes adds a
-// ceiling over all connections.
+// ceiling over all connections. A frame counts against both from the
+// moment it is queued until a writer takes it, and, on a plain socket, if
+// the socket does not take the write whole (the peer is behind), until it
+// is written: bytes a writer holds for a peer that does not read leave no
+// room behind them.
 //
 // # Reading
 //

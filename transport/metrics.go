@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // RegisterGauges registers the gauges that read s's state on reg.
 func (s *Server) RegisterGauges(reg prometheus.Registerer) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_send_queue_bytes",
-		Help: "Bytes of frames queued for clients over all connections."},
+		Help: "Bytes of frames queued, or held by a write the client is not taking, over all connections."},
 		func() float64 { return float64(s.QueuedBytes()) }))
 }
 

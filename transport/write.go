@@ -88,6 +88,7 @@ func (w *wire) reset() {
 // outgoing is what a writer takes from the connection in one go.
 type outgoing struct {
 	frames  []Frame
+	bytes   int // the frames' share of Conn.queued
 	batch   bool
 	ping    bool
 	pong    []byte
@@ -96,16 +97,38 @@ type outgoing struct {
 
 func (o *outgoing) empty() bool { return len(o.frames) == 0 && !o.ping && !o.pongDue }
 
-// takeLocked takes everything there is to write. c.mu must be held.
-func (c *Conn) takeLocked() outgoing {
-	o := outgoing{frames: c.queue, batch: c.batch, ping: c.pingDue, pongDue: c.pongDue}
+// takeLocked takes everything there is to write. With hold, the bytes
+// taken stay counted until the writer releases them
+// (releaseWrittenLocked); otherwise they are released now. c.mu must be
+// held.
+func (c *Conn) takeLocked(hold bool) outgoing {
+	o := outgoing{frames: c.queue, bytes: c.queued - c.inflight, batch: c.batch, ping: c.pingDue, pongDue: c.pongDue}
 	if c.pongDue {
 		o.pong = append([]byte(nil), c.pong...)
 	}
 	c.queue, c.spare = c.spare[:0], nil
 	c.pingDue, c.pongDue = false, false
-	c.releaseQueuedLocked()
+	if hold {
+		c.inflight = c.queued
+	} else {
+		c.releaseLocked(o.bytes)
+		o.bytes = 0
+	}
 	return o
+}
+
+// holdLocked counts n bytes a writer holds and had released at take:
+// the rest of a direct write the socket did not take. c.mu must be held.
+func (c *Conn) holdLocked(n int) {
+	if n <= 0 {
+		return
+	}
+	if c.queued == 0 {
+		c.srv.queuedConns.Add(1)
+	}
+	c.queued += n
+	c.inflight += n
+	c.srv.queued.Add(int64(n))
 }
 
 // appendTo appends what o holds as WebSocket frames: control frames first.
@@ -120,7 +143,11 @@ func (o *outgoing) appendTo(w *wire) {
 }
 
 // flush writes what is queued with one non-blocking write, on a flusher
-// worker. It reports whether the connection needs flushing again (more was
+// worker. The bytes it takes are released at once, as a write that the
+// socket takes whole is the rule: a writer the scheduler set aside for a
+// moment does not make a client that reads a slow consumer. Only when the
+// socket refuses part of the write (the client is behind) are they
+// counted again, until written. It reports whether the connection needs flushing again (more was
 // queued meanwhile). What the socket does not take, and closing, are left
 // to the connection's own writer goroutine.
 func (c *Conn) flush(w *wire) (again bool) {
@@ -135,7 +162,8 @@ func (c *Conn) flush(w *wire) (again bool) {
 		c.mu.Unlock()
 		return false
 	}
-	o := c.takeLocked()
+	size := c.queued - c.inflight
+	o := c.takeLocked(false)
 	if o.empty() {
 		c.writing = false
 		c.mu.Unlock()
@@ -154,9 +182,13 @@ func (c *Conn) flush(w *wire) (again bool) {
 		return false
 	}
 	if n < len(w.buf) {
+		c.mu.Lock()
+		c.holdLocked(size)
+		c.mu.Unlock()
 		go c.writeLoop(&pending{
 			rest:   append([]byte(nil), w.buf[n:]...),
 			frames: o.frames,
+			bytes:  size,
 			wire:   wire{frames: w.frames, bytes: w.bytes},
 		})
 		return false
@@ -178,12 +210,15 @@ func (c *Conn) flush(w *wire) (again bool) {
 type pending struct {
 	rest   []byte
 	frames []Frame
+	bytes  int  // the frames' share of Conn.queued
 	wire   wire // counts only
 }
 
 // writeLoop is the connection's own writer, for writes that may wait: the
 // rest of a direct write the socket did not take (p, if not nil), whatever
-// is queued meanwhile, and closing. It returns when the queue is empty, or
+// is queued meanwhile, and closing. On a plain socket it runs only when a
+// write had to wait, so what it takes stays counted until written; a TLS
+// connection, which has no direct writes, releases at take as flush does. It returns when the queue is empty, or
 // after the close frame.
 func (c *Conn) writeLoop(p *pending) {
 	timeout := c.srv.cfg.WriteTimeout
@@ -194,16 +229,22 @@ func (c *Conn) writeLoop(p *pending) {
 		}
 		c.wrote(p.frames, &p.wire)
 	}
+	written := 0
+	if p != nil {
+		written = p.bytes
+	}
 	w := c.srv.getWire()
 	defer c.srv.putWire(w)
 	for {
 		c.mu.Lock()
+		c.releaseWrittenLocked(written)
+		written = 0
 		if c.state == stateClosed {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		o := c.takeLocked()
+		o := c.takeLocked(c.raw != nil)
 		if o.empty() {
 			if c.state == stateClosing {
 				// The writer keeps the write side for good: nothing is
@@ -227,6 +268,7 @@ func (c *Conn) writeLoop(p *pending) {
 			return
 		}
 		c.wrote(o.frames, w)
+		written = o.bytes
 	}
 }
 
@@ -302,6 +344,9 @@ func (c *Conn) writeFailed(err error) {
 	c.closeNet()
 	c.mu.Lock()
 	c.writing = false
+	// Nothing more can be written: what was taken or queued is gone.
+	c.dropQueueLocked()
+	c.releaseWrittenLocked(c.inflight)
 	c.mu.Unlock()
 }
 
