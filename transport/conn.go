@@ -120,10 +120,10 @@ type Conn struct {
 	pong    []byte
 	queue   []Frame
 	spare   []Frame
-	// queued counts the bytes held for the connection: those in queue and
-	// inflight, those a writer took and has not finished writing. Both
-	// count against the send queue and the instance's ceiling until the
-	// socket took them.
+	// queued counts the bytes held for the connection against the send
+	// queue and the instance's ceiling: those in queue, and inflight,
+	// those a writer holds because the socket did not take them whole
+	// (see takeLocked).
 	queued   int
 	inflight int
 	// space, when not nil, is closed when written bytes are released or
