@@ -189,7 +189,13 @@ func hostileRows(t *testing.T, e *hostileEnv) []hostile {
 		{name: "HS256 signed with the RSA public key (HS/RS swap)", hello: helloWith(hmacToken(t, pubPEM, mallory)), close: 4003},
 		{name: "token with sub missing", hello: helloWith(hmacToken(t, e.secret, jwt.MapClaims{"exp": future})), close: 4003},
 		{name: "token granting @bystander by pattern", hello: helloWith(hmacToken(t, e.secret, jwt.MapClaims{"sub": "mallory", "exp": future, "rooms": []string{"@bystander"}})), close: 4003},
-		{name: "hello resuming another user's session", hello: `{"type":"hello","token":"` + e.token(t, "mallory", "lobby") + `","session":"` + e.bystander.Welcome.Session + `"}`, reply: "welcome"},
+		{name: "hello resuming another user's session", hello: `{"type":"hello","token":"` + e.token(t, "mallory", "lobby") + `","session":"` + e.bystander.Welcome.Session + `"}`, reply: "welcome",
+			check: func(t *testing.T, b []byte) {
+				var w struct{ Session, User string }
+				if err := json.Unmarshal(b, &w); err != nil || w.User != "mallory" || w.Session == "" || w.Session == e.bystander.Welcome.Session {
+					t.Errorf("welcome %s: want a new session of mallory, not the bystander's %s", b, e.bystander.Welcome.Session)
+				}
+			}},
 		// Frame size (--max-frame 65536) and lengths.
 		{name: "text frame of 70,000 bytes", raw: tooLargeFrame, close: 1009},
 		{name: "frame length 2^63", raw: huge, close: 1002},
