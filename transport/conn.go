@@ -298,12 +298,18 @@ func (c *Conn) Free() int {
 
 // pushLocked appends f to the queue. c.mu must be held.
 func (c *Conn) pushLocked(f Frame, size int) {
+	c.queue = append(c.queue, f)
+	c.countLocked(size)
+}
+
+// countLocked adds n held bytes to the connection's and the instance's
+// counts; releaseLocked takes them off. c.mu must be held.
+func (c *Conn) countLocked(n int) {
 	if c.queued == 0 {
 		c.srv.queuedConns.Add(1)
 	}
-	c.queue = append(c.queue, f)
-	c.queued += size
-	c.srv.queued.Add(int64(size))
+	c.queued += n
+	c.srv.queued.Add(int64(n))
 }
 
 // claimLocked takes the write side for a new writer if nobody has it, and

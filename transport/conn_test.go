@@ -205,14 +205,24 @@ func TestConn_BytesBeingWrittenCount(t *testing.T) {
 	}
 	conn := c.rec.c
 	payload := []byte(strings.Repeat("w", 4000))
-	// Fill until a writer is stuck with a batch and more waits behind it.
+	// Fill until a writer is stuck with a batch and more waits behind it,
+	// and then read the counts, which change only under conn.mu (this is
+	// the only connection), all at once.
 	deadline := time.Now().Add(testTimeout)
+	var waiting, queued, inflight int
+	var instance int64
 	for {
 		if !conn.Send(Frame{Data: payload}) {
 			t.Fatal("closed before a write blocked")
 		}
 		conn.mu.Lock()
 		stuck := conn.inflight > 0 && len(conn.queue) > 0
+		if stuck {
+			for _, f := range conn.queue {
+				waiting += f.size()
+			}
+			queued, inflight, instance = conn.queued, conn.inflight, ts.srv.QueuedBytes()
+		}
 		conn.mu.Unlock()
 		if stuck {
 			break
@@ -221,25 +231,18 @@ func TestConn_BytesBeingWrittenCount(t *testing.T) {
 			t.Fatal("no write ever blocked")
 		}
 		// Keep pace with the writer until the socket stops taking.
-		for waiting := true; waiting; {
+		for behind := true; behind; {
 			conn.mu.Lock()
-			waiting = len(conn.queue) > 0 && conn.inflight == 0
+			behind = len(conn.queue) > 0 && conn.inflight == 0
 			conn.mu.Unlock()
 			runtime.Gosched()
 		}
 	}
-	conn.mu.Lock()
-	waiting := 0
-	for _, f := range conn.queue {
-		waiting += f.size()
-	}
-	queued, inflight := conn.queued, conn.inflight
-	conn.mu.Unlock()
 	if queued != waiting+inflight || inflight <= 0 {
 		t.Errorf("connection counts %d bytes, want %d waiting + %d being written", queued, waiting, inflight)
 	}
-	if got := ts.srv.QueuedBytes(); got != int64(queued) {
-		t.Errorf("instance counts %d queued bytes, want the %d the connection holds", got, queued)
+	if instance != int64(queued) {
+		t.Errorf("instance counts %d queued bytes, want the %d the connection holds", instance, queued)
 	}
 	// Overflowing now closes it with no more than the budget held.
 	for conn.Send(Frame{Data: payload}) {
@@ -247,10 +250,14 @@ func TestConn_BytesBeingWrittenCount(t *testing.T) {
 			t.Fatalf("%d bytes held for one connection, send queue %d", q, budget)
 		}
 	}
-	// The writer keeps what it holds counted until its write ends:
-	// here, when the client goes away.
-	if q := ts.srv.QueuedBytes(); q < int64(inflight) {
-		t.Errorf("after the overflow %d bytes are counted, want those being written", q)
+	// The queue is dropped; the writer keeps what it holds counted until
+	// its write ends (here, when the client goes away).
+	conn.mu.Lock()
+	queued, inflight, instance = conn.queued, conn.inflight, ts.srv.QueuedBytes()
+	conn.mu.Unlock()
+	if queued != inflight || instance != int64(queued) {
+		t.Errorf("after the overflow the connection counts %d bytes (%d being written), the instance %d; want only those being written",
+			queued, inflight, instance)
 	}
 	c.conn.Close()
 	for q := ts.srv.QueuedBytes(); q != 0; q = ts.srv.QueuedBytes() {

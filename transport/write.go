@@ -88,7 +88,7 @@ func (w *wire) reset() {
 // outgoing is what a writer takes from the connection in one go.
 type outgoing struct {
 	frames  []Frame
-	bytes   int // the frames' share of Conn.queued
+	bytes   int // the frames' size, as counted in Conn.queued
 	batch   bool
 	ping    bool
 	pong    []byte
@@ -112,23 +112,17 @@ func (c *Conn) takeLocked(hold bool) outgoing {
 		c.inflight = c.queued
 	} else {
 		c.releaseLocked(o.bytes)
-		o.bytes = 0
 	}
 	return o
 }
 
-// holdLocked counts n bytes a writer holds and had released at take:
+// holdLocked counts again n bytes a writer took without holding them:
 // the rest of a direct write the socket did not take. c.mu must be held.
 func (c *Conn) holdLocked(n int) {
-	if n <= 0 {
-		return
+	if n > 0 {
+		c.countLocked(n)
+		c.inflight += n
 	}
-	if c.queued == 0 {
-		c.srv.queuedConns.Add(1)
-	}
-	c.queued += n
-	c.inflight += n
-	c.srv.queued.Add(int64(n))
 }
 
 // appendTo appends what o holds as WebSocket frames: control frames first.
@@ -162,7 +156,6 @@ func (c *Conn) flush(w *wire) (again bool) {
 		c.mu.Unlock()
 		return false
 	}
-	size := c.queued - c.inflight
 	o := c.takeLocked(false)
 	if o.empty() {
 		c.writing = false
@@ -183,12 +176,12 @@ func (c *Conn) flush(w *wire) (again bool) {
 	}
 	if n < len(w.buf) {
 		c.mu.Lock()
-		c.holdLocked(size)
+		c.holdLocked(o.bytes)
 		c.mu.Unlock()
 		go c.writeLoop(&pending{
 			rest:   append([]byte(nil), w.buf[n:]...),
 			frames: o.frames,
-			bytes:  size,
+			bytes:  o.bytes,
 			wire:   wire{frames: w.frames, bytes: w.bytes},
 		})
 		return false
@@ -222,6 +215,7 @@ type pending struct {
 // after the close frame.
 func (c *Conn) writeLoop(p *pending) {
 	timeout := c.srv.cfg.WriteTimeout
+	hold := c.raw != nil // see the doc comment
 	if p != nil {
 		if err := c.writeBlocking(p.rest, timeout); err != nil {
 			c.writeFailed(err)
@@ -244,7 +238,7 @@ func (c *Conn) writeLoop(p *pending) {
 			c.mu.Unlock()
 			return
 		}
-		o := c.takeLocked(c.raw != nil)
+		o := c.takeLocked(hold)
 		if o.empty() {
 			if c.state == stateClosing {
 				// The writer keeps the write side for good: nothing is
@@ -268,7 +262,9 @@ func (c *Conn) writeLoop(p *pending) {
 			return
 		}
 		c.wrote(o.frames, w)
-		written = o.bytes
+		if hold {
+			written = o.bytes
+		}
 	}
 }
 

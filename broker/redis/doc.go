@@ -109,8 +109,9 @@
 // what waited, and Resets where history no longer holds the messages or
 // the epoch changed. A read that still fails gives up continuity (a Reset
 // before the waiting messages) if messages wait; otherwise the room is
-// tried again at its shard's fifth probe tick. A room waits with at most 4,096 messages;
-// past that they are dropped and the room read once more afterwards.
+// tried again at its shard's fifth probe tick. A room waits with at most
+// 4,096 messages; past that they are dropped and the room read once more
+// afterwards.
 //
 // The dispatch queue holds at most DispatchQueue messages. When it is full,
 // a message that arrives is dropped (never a marker or a change) and its
