@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -154,7 +157,7 @@ func (p *apiPublisher) post(ctx context.Context, base, room string, data []byte)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("request failed")
+		return fmt.Errorf("request failed: %s", failure(err))
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -180,6 +183,23 @@ func (p *apiPublisher) post(ctx context.Context, base, room string, data []byte)
 		}
 	}
 	return nil
+}
+
+// failure names the kind of a failed request in a few words, so that the
+// run's notes group alike failures (the error's text names ports).
+func failure(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before the answer"
+	}
+	return "other"
 }
 
 // stats reports step i's publish counts.

@@ -6,20 +6,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Write paths, the label of switchboard_socket_writes_total.
+// writePath is how a socket write was made: the label of
+// switchboard_socket_writes_total.
+type writePath uint8
+
 const (
-	pathDirect   = "direct"
-	pathBlocking = "blocking"
+	pathDirect   writePath = iota // a flusher worker's non-blocking write
+	pathBlocking                  // a connection's own writer
 )
+
+var writePathLabels = [...]string{pathDirect: "direct", pathBlocking: "blocking"}
 
 // Metrics holds the transport's Prometheus collectors. A nil *Metrics
 // counts nothing, so every method here is safe on nil.
 type Metrics struct {
-	framesIn          prometheus.Counter
-	bytesIn           prometheus.Counter
-	framesOut         prometheus.Counter
-	bytesOut          prometheus.Counter
-	writes            *prometheus.CounterVec
+	framesIn  prometheus.Counter
+	bytesIn   prometheus.Counter
+	framesOut prometheus.Counter
+	bytesOut  prometheus.Counter
+	writes    *prometheus.CounterVec
+	// writesByPath are the children of writes, looked up once: write runs
+	// for every socket write, and a label lookup hashes the label.
+	writesByPath      [len(writePathLabels)]prometheus.Counter
 	closes            *prometheus.CounterVec
 	overflows         prometheus.Counter
 	instanceOverflows prometheus.Counter
@@ -37,6 +45,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		closes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_session_closes_total", Help: "Connections closed by the server, by close code."}, []string{"code"}),
 		overflows:         prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_send_queue_overflows_total", Help: "Connections closed with 4008 because their send queue overflowed."}),
 		instanceOverflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_send_queue_ceiling_overflows_total", Help: "Connections closed with 4008 because the instance's queued bytes passed --max-queued-bytes."}),
+	}
+	for p, label := range writePathLabels {
+		m.writesByPath[p] = m.writes.WithLabelValues(label)
 	}
 	reg.MustRegister(m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.writes, m.closes, m.overflows, m.instanceOverflows)
 	return m
@@ -63,9 +74,9 @@ func (m *Metrics) wrote(frames, bytes int) {
 	}
 }
 
-func (m *Metrics) write(path string) {
+func (m *Metrics) write(path writePath) {
 	if m != nil {
-		m.writes.WithLabelValues(path).Inc()
+		m.writesByPath[path].Inc()
 	}
 }
 
