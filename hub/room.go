@@ -18,6 +18,9 @@ type room struct {
 	refs    int
 	closing bool
 	// ready is closed when the broker subscription is settled; err says how.
+	// Once it is, the room points at the shared settled channel instead,
+	// so that a settled room keeps no channel of its own (an inbox room per
+	// connection would keep one for its whole life). Guarded by Hub.mu.
 	ready chan struct{}
 	err   error
 	// gone is made when closing is set, and closed when the room has been
@@ -46,6 +49,10 @@ type member struct {
 	next  uint64
 }
 
+// settled is the closed channel of every room whose subscription is
+// settled.
+var settled = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // acquire takes a reference on the room called name, subscribing to the
 // broker if this instance has no member of it yet. Every successful acquire
 // must be paired with one release.
@@ -73,16 +80,20 @@ func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
 			h.rooms[name] = r
 		}
 		r.refs++
+		ready := r.ready
 		h.mu.Unlock()
 
 		if creator {
 			bctx, cancel := h.brokerCtx(context.WithoutCancel(ctx))
 			r.err = h.broker.Subscribe(bctx, h, name)
 			cancel()
-			close(r.ready)
+			close(ready)
+			h.mu.Lock()
+			r.ready = settled
+			h.mu.Unlock()
 		} else {
 			select {
-			case <-r.ready:
+			case <-ready:
 			case <-ctx.Done():
 				h.release(r)
 				return nil, ctx.Err()

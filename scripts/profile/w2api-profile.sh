@@ -80,9 +80,16 @@ cat "/proc/$REDIS_PID/stat" >"$OUT/redis-stat-1"
 rcli INFO commandstats >"$OUT/redis-commandstats.txt"
 rcli INFO cpu >"$OUT/redis-cpu.txt"
 wait "$GEN" || true
+# Closes by code and the write paths, to tell a slow-consumer close from a
+# heartbeat timeout when the generator reports dropped connections.
+for p in "$P1" "$P2"; do
+	curl -s "http://127.0.0.1:$p/metrics" | grep -E '^switchboard_(session_closes|socket_writes|send_queue_.*overflows)' || true
+done >"$OUT/server-metrics.txt"
 cleanup
 
 cat "$OUT/bench.md"
+echo "--- server closes and writes (both instances) ---"
+cat "$OUT/server-metrics.txt"
 echo "--- CPU profile of instance 1 (top 25, flat) ---"
 go tool pprof -top -nodecount=25 "$OUT/cpu.pprof" 2>/dev/null | sed -n '1,32p'
 echo "--- allocations of instance 1 during the CPU profile (alloc_space, top 20 cumulative) ---"
