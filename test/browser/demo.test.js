@@ -7,12 +7,15 @@
 // holding page A is drained (SIGTERM) while a backend publishes through the
 // HTTP API: page A shows the reconnect, lands on the other instance, and
 // shows every message exactly once. The same runs at desktop size and at
-// 390 × 844. Screenshots after the failover go to artifacts/ (failover-*.png),
-// and of every page of a failing case (failure-*.png).
+// 390 × 844. Then a rolling restart of both instances, as deploy/README.md
+// describes it, with sessions and API calls through nginx while the second
+// drains. Screenshots after the failover go to artifacts/ (failover-*.png),
+// and of every page of a failing case (failure-*.png); nginx's logs to
+// artifacts/nginx-*.log.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
@@ -78,10 +81,14 @@ async function startInstance(inst) {
  */
 function nginxConfig(dir, port, upstreams) {
   const conf = readFileSync(join(repo, 'deploy/nginx.conf'), 'utf8');
-  const servers = [...conf.matchAll(/^(\s*server\s+)(\S+)(.*;)$/gm)];
-  assert.equal(servers.length, upstreams.length, 'deploy/nginx.conf lists one upstream server per test instance');
-  let i = 0;
-  let site = conf.replace(/^(\s*server\s+)(\S+)(.*;)$/gm, (_, head, _addr, tail) => `${head}${upstreams[i++]}${tail}`);
+  // Each upstream lists switchboard-1, switchboard-2, ...: the test's instances in order.
+  const server = /^(\s*server\s+)switchboard-(\d+):8080(\s.*)?;$/gm;
+  const named = [...conf.matchAll(server)].map((m) => Number(m[2]));
+  assert.ok(named.length > 0 && named.every((n) => n >= 1 && n <= upstreams.length),
+    `deploy/nginx.conf's upstreams list switchboard-1 to switchboard-${upstreams.length} (it lists ${named})`);
+  for (let n = 1; n <= upstreams.length; n++) assert.ok(named.includes(n), `deploy/nginx.conf lists switchboard-${n}`);
+  assert.equal((conf.match(/^\s*server\s+[^{\s]/gm) ?? []).length, named.length, 'deploy/nginx.conf names no other upstream servers');
+  let site = conf.replace(server, (_, head, n, tail) => `${head}${upstreams[n - 1]}${tail ?? ''};`);
   assert.match(site, /^\s*listen 80;$/m, 'deploy/nginx.conf listens on port 80');
   site = site.replace(/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${port};`);
   writeFileSync(join(dir, 'switchboard.conf'), site);
@@ -91,7 +98,8 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 512; }
 http {
-  access_log ${dir}/access.log;
+  log_format upstreams '$time_iso8601 $request $status upstream=$upstream_addr upstream_status=$upstream_status';
+  access_log ${dir}/access.log upstreams;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
@@ -145,6 +153,11 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await Promise.all([...procs].map((p) => { p.kill('SIGTERM'); return p.exited; }));
+  // nginx's logs say which upstream answered what, and when it gave up on one.
+  for (const log of ['error.log', 'access.log']) {
+    const from = join(work, 'nginx', log);
+    if (existsSync(from)) copyFileSync(from, join(artifacts, `nginx-${log}`));
+  }
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -200,7 +213,7 @@ async function apiPublish(body, stats) {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error('API publish: no answer after 100 attempts');
+  throw new Error(`API publish: no answer after 100 attempts (${stats.retried.slice(-100).join(' ')})`);
 }
 
 async function scenario(t, tag, viewport) {
@@ -327,3 +340,76 @@ async function scenario(t, tag, viewport) {
 test('desktop: chat, direct messages, presence, and a drain with zero loss', (t) => scenario(t, 'desktop', { width: 1280, height: 800 }));
 
 test('phone (390 × 844): the same', (t) => scenario(t, 'phone', { width: 390, height: 844 }));
+
+/**
+ * session opens a WebSocket session through nginx as user and resolves to
+ * it with the instance its welcome names, or rejects with why it could not.
+ */
+function session(user) {
+  return new Promise((res, rej) => {
+    const ws = new WebSocket(lb.replace('http', 'ws') + '/ws');
+    const timer = setTimeout(() => { ws.close(); rej(new Error(`${user}: no welcome after 5 s`)); }, 5000);
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', user }));
+    ws.onmessage = (ev) => {
+      const frame = JSON.parse(String(ev.data).split('\n')[0]);
+      clearTimeout(timer);
+      if (frame.type === 'welcome') res({ ws, instance: frame.instance });
+      else rej(new Error(`${user}: ${ev.data}`));
+    };
+    ws.onerror = () => { clearTimeout(timer); rej(new Error(`${user}: the upgrade through nginx failed`)); };
+  });
+}
+
+// A rolling restart as deploy/README.md describes it: drain the first
+// instance, restart it, wait until it has been ready for nginx's
+// fail_timeout, drain the second. While the second drains, new sessions and
+// API publishes must find the first at once. (A WebSocket session is an
+// hour-long request to nginx: had it been the one request nginx lets through
+// to an instance it saw fail, nginx would keep that instance out of rotation
+// until the session ended, and answer 502 to everything once the second was
+// gone too.)
+test('rolling restart behind nginx: the instance restarted first takes new sessions and API calls while the second drains', async (t) => {
+  const [first, second] = instances;
+  const open = [];
+  // deploy/README.md: ready for nginx's fail_timeout (5 s), counted in whole seconds.
+  const failTimeout = () => new Promise((r) => setTimeout(r, 6500));
+  try {
+    await failTimeout(); // the cases before restarted an instance last
+    first.proc.kill('SIGTERM');
+    assert.equal(await first.proc.exited, 0, `${first.id} drains and exits 0`);
+    // While the first is down nginx sees it refuse a session and an API call.
+    const stats = { retried: [] };
+    open.push(await session('roll-while-down'));
+    await apiPublish({ room: 'roll', data: { n: 0 }, key: 'roll-0' }, stats);
+    await startInstance(first);
+    await failTimeout();
+    // The restarted instance holds the fewest sessions, so it gets the next.
+    const probe = await session('roll-probe');
+    open.push(probe);
+    assert.equal(probe.instance, first.id, 'a new session goes to the restarted instance, which holds none');
+
+    second.proc.kill('SIGTERM');
+    const exited = second.proc.exited;
+    let gone = false;
+    exited.then(() => { gone = true; });
+    const seen = new Set();
+    for (let i = 1; !gone || i < 5; i++) {
+      const s = await session(`roll-${i}`);
+      open.push(s);
+      seen.add(s.instance);
+      await apiPublish({ room: 'roll', data: { n: i }, key: `roll-${i}` }, stats);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(await exited, 0, `${second.id} drains and exits 0`);
+    assert.deepEqual([...seen], [first.id], 'every session opened during the drain went to the restarted instance');
+    // A POST that nginx had sent to the draining instance as it closed its
+    // connections comes back 502 and is retried with its key; never more than
+    // a few.
+    assert.ok(stats.retried.length <= 3, `API publishes retried ${stats.retried.length} times (${stats.retried.join(' ')})`);
+    t.diagnostic(`API publishes retried with their key: ${stats.retried.join(' ') || 'none'}`);
+  } finally {
+    for (const s of open) s.ws.close();
+    await Promise.all(instances.filter((i) => i.proc.exitCode !== null).map(startInstance));
+  }
+});
+
