@@ -377,7 +377,8 @@ test('rolling restart behind nginx: the instance restarted first takes new sessi
     await failTimeout(); // the cases before restarted an instance last
     first.proc.kill('SIGTERM');
     assert.equal(await first.proc.exited, 0, `${first.id} drains and exits 0`);
-    // While the first is down nginx sees it refuse a session and an API call.
+    // A session and an API call while the first is down: nginx, trying the
+    // first, may see it refuse.
     const stats = { retried: [] };
     open.push(await session('roll-while-down'));
     await apiPublish({ room: 'roll', data: { n: 0 }, key: 'roll-0' }, stats);
@@ -409,7 +410,7 @@ test('rolling restart behind nginx: the instance restarted first takes new sessi
     t.diagnostic(`API publishes retried with their key: ${stats.retried.join(' ') || 'none'}`);
   } finally {
     for (const s of open) s.ws.close();
-    await Promise.all(instances.filter((i) => i.proc.exitCode !== null).map(startInstance));
+    await Promise.all(instances.filter((i) => !procs.has(i.proc)).map(startInstance));
   }
 });
 
