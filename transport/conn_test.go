@@ -55,12 +55,8 @@ func TestConn_DirectWritesResumeAfterABlockingOne(t *testing.T) {
 	if tc, ok := c.conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(64 << 10) // small, but not so small that loopback TCP crawls
 	}
-	direct := func() float64 {
-		return testutil.ToFloat64(ts.metrics.writes.WithLabelValues(writePathLabels[pathDirect]))
-	}
-	blocking := func() float64 {
-		return testutil.ToFloat64(ts.metrics.writes.WithLabelValues(writePathLabels[pathBlocking]))
-	}
+	direct := func() float64 { return testutil.ToFloat64(ts.metrics.writesByPath[pathDirect]) }
+	blocking := func() float64 { return testutil.ToFloat64(ts.metrics.writesByPath[pathBlocking]) }
 
 	big := strings.Repeat("b", 64<<10)
 	for range 20 { // more than the socket buffers take
