@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Splits W1's resident memory per idle connection into what the Go runtime
 # holds it for: two profiling instances (scripts/profile/build.sh) on one
-# Redis, `switchboard bench idle` with CONNS connections held for HOLD, and
-# the runtime's MemStats of instance 1 (from /debug/pprof/heap?debug=1)
+# Redis, `switchboard bench idle` with CONNS connections held for AT + 65 s,
+# and the runtime's MemStats of instance 1 (from /debug/pprof/heap?debug=1)
 # before the connections, AT seconds after they start, and once more 60 s
 # later. Prints the growth of each class per connection.
 #
@@ -24,12 +24,14 @@ scripts/profile/build.sh "$OUT/switchboard-prof"
 
 start_redis
 P1=$(freeport); P2=$(freeport); D1=$(freeport)
-SWITCHBOARD_DEBUG_LISTEN=127.0.0.1:$D1 env "${SERVE_ENV[@]}" "$OUT/switchboard-prof" serve --listen "127.0.0.1:$P1" \
-	--redis "redis://127.0.0.1:$REDIS_PORT" --jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error &
-PIDS+=($!); S1=$!
-env "${SERVE_ENV[@]}" "$OUT/switchboard-prof" serve --listen "127.0.0.1:$P2" \
-	--redis "redis://127.0.0.1:$REDIS_PORT" --jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error &
-PIDS+=($!); S2=$!
+for p in "$P1" "$P2"; do
+	debug=()
+	[ "$p" = "$P1" ] && debug=(SWITCHBOARD_DEBUG_LISTEN=127.0.0.1:$D1) # instance 1 is the one measured
+	env "${debug[@]}" "${SERVE_ENV[@]}" "$OUT/switchboard-prof" serve --listen "127.0.0.1:$p" \
+		--redis "redis://127.0.0.1:$REDIS_PORT" --jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error &
+	PIDS+=($!)
+done
+S1=${PIDS[-2]}; S2=${PIDS[-1]}
 waitport "$P1"; waitport "$P2"; waitport "$D1"; sleep 1
 
 # snap NAME saves instance 1's MemStats and VmRSS (bytes) as OUT/NAME.txt.
