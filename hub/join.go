@@ -54,7 +54,7 @@ func (s *Session) joinRoom(name string, since *protocol.Position, id json.RawMes
 	s.mu.Unlock()
 	if i >= 0 {
 		r.mu.Lock()
-		mem := r.members[s]
+		mem := r.members.get(s)
 		pos := broker.Position{Epoch: mem.epoch, Offset: mem.next - 1}
 		r.mu.Unlock()
 		s.send(&protocol.Joined{Type: protocol.TypeJoined, ID: id, Room: name, Epoch: pos.Epoch, Offset: pos.Offset})
@@ -85,7 +85,7 @@ func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *p
 		return nil, fmt.Errorf("subscribe to %s: %w", name, err)
 	}
 	r.mu.Lock()
-	r.members[s] = &member{recovering: true}
+	r.members.set(s, &member{rec: &recovery{}})
 	r.mu.Unlock()
 	s.mu.Lock()
 	s.rooms = append(s.rooms, sessionRoom{r: r})
@@ -157,15 +157,15 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 			return // the session is closing
 		}
 		r.mu.Lock()
-		mem := r.members[s]
+		mem := r.members.get(s)
 		if mem == nil {
 			r.mu.Unlock()
 			return // the session ended meanwhile
 		}
-		if !mem.overflowed {
+		if !mem.rec.overflowed {
 			break // r.mu stays locked
 		}
-		mem.overflowed = false
+		mem.rec.overflowed = false
 		r.mu.Unlock()
 		ctx, done := s.call(false)
 		pos, err := h.broker.Position(ctx, r.name)
@@ -180,18 +180,19 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 		j.start = pos
 	}
 	defer r.mu.Unlock()
-	mem := r.members[s]
+	mem := r.members.get(s)
+	rec := mem.rec
 	if sendJoined {
 		s.send(&protocol.Joined{Type: protocol.TypeJoined, ID: id, Room: r.name,
 			Epoch: j.start.Epoch, Offset: j.start.Offset, Recovered: j.recovered})
 	}
 	mem.epoch, mem.next = j.start.Epoch, j.start.Offset+1
-	if pr := mem.pendingReset; pr != nil && (pr.Epoch != j.start.Epoch || pr.Offset > j.start.Offset) {
+	if pr := rec.pendingReset; pr != nil && (pr.Epoch != j.start.Epoch || pr.Offset > j.start.Offset) {
 		mem.epoch, mem.next = pr.Epoch, pr.Offset+1
 		s.enqueueReset(r.name, *pr)
 	}
 	delivered := 0
-	for _, m := range mem.pending {
+	for _, m := range rec.pending {
 		if m.Epoch != mem.epoch || m.Offset < mem.next {
 			continue
 		}
@@ -204,7 +205,7 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 		delivered++
 	}
 	h.metrics.delivered(delivered)
-	mem.recovering, mem.pending, mem.pendingBytes, mem.pendingReset = false, nil, 0, nil
+	mem.rec = nil
 }
 
 // replay sends the missed messages of a recovering join after j.last up to

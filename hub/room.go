@@ -28,25 +28,7 @@ type room struct {
 	gone chan struct{}
 
 	mu      sync.Mutex
-	members map[*Session]*member
-}
-
-// member is one session's membership of a room. Guarded by room.mu.
-type member struct {
-	// recovering members buffer live messages in pending until their join
-	// has sent what they missed.
-	recovering bool
-	pending    []*broker.Message
-	// pendingBytes counts pending's data. Past the send queue's bound the
-	// buffer is dropped and overflowed set: the join then reads those
-	// messages from the history (see Hub.finishJoin).
-	pendingBytes int
-	overflowed   bool
-	// pendingReset is a reset that arrived while recovering.
-	pendingReset *broker.Position
-	// epoch and next are the position the member expects next.
-	epoch string
-	next  uint64
+	members members
 }
 
 // settled is the closed channel of every room whose subscription is
@@ -73,9 +55,8 @@ func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
 		creator := r == nil
 		if creator {
 			r = &room{
-				name:    name,
-				ready:   make(chan struct{}),
-				members: make(map[*Session]*member),
+				name:  name,
+				ready: make(chan struct{}),
 			}
 			h.rooms[name] = r
 		}
@@ -148,14 +129,14 @@ func (h *Hub) Deliver(m *broker.Message) {
 	// on.
 	fan := h.transport.Fanout()
 	r.mu.Lock()
-	for s, mem := range r.members {
-		if mem.recovering {
-			if !mem.overflowed {
-				mem.pending = append(mem.pending, m)
-				mem.pendingBytes += len(m.Data) + len(m.Room) + len(m.Epoch) + len(m.From) + 64
-				if mem.pendingBytes > h.cfg.SendQueueBytes {
-					clear(mem.pending)
-					mem.pending, mem.pendingBytes, mem.overflowed = nil, 0, true
+	for s, mem := range r.members.all() {
+		if rec := mem.rec; rec != nil {
+			if !rec.overflowed {
+				rec.pending = append(rec.pending, m)
+				rec.pendingBytes += len(m.Data) + len(m.Room) + len(m.Epoch) + len(m.From) + 64
+				if rec.pendingBytes > h.cfg.SendQueueBytes {
+					clear(rec.pending)
+					rec.pending, rec.pendingBytes, rec.overflowed = nil, 0, true
 				}
 			}
 			continue
@@ -198,11 +179,11 @@ func (h *Hub) Reset(name string, pos broker.Position) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for s, mem := range r.members {
-		if mem.recovering {
+	for s, mem := range r.members.all() {
+		if rec := mem.rec; rec != nil {
 			p := pos
-			mem.pendingReset = &p
-			mem.pending, mem.pendingBytes, mem.overflowed = mem.pending[:0], 0, false
+			rec.pendingReset = &p
+			rec.pending, rec.pendingBytes, rec.overflowed = rec.pending[:0], 0, false
 			continue
 		}
 		mem.epoch, mem.next = pos.Epoch, pos.Offset+1
