@@ -342,6 +342,13 @@ func (c *Conn) Ping() {
 		return
 	}
 	c.pingDue = true
+	// The heartbeat is also when the connection lets go of its queue's
+	// arrays (two, as the writer swaps them): one written to since keeps
+	// them until the next heartbeat, an idle one holds none from then on.
+	if len(c.queue) == 0 {
+		c.queue = nil
+	}
+	c.spare = nil
 	kick := c.claimLocked()
 	c.mu.Unlock()
 	if kick {

@@ -170,6 +170,44 @@ func TestConn_SendWait(t *testing.T) {
 	})
 }
 
+// TestConn_HeartbeatReleasesQueueArrays: a connection keeps its queue's
+// arrays while it is written to and lets go of them at the heartbeat, so
+// that an idle connection holds none; it queues and writes as before
+// afterwards.
+func TestConn_HeartbeatReleasesQueueArrays(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, useTLS bool) {
+		ts := startServer(t, useTLS, Config{})
+		c := ts.dial(t, "noecho")
+		conn := c.rec.c
+		arrays := func() (queue, spare int) {
+			conn.mu.Lock()
+			defer conn.mu.Unlock()
+			return cap(conn.queue), cap(conn.spare)
+		}
+		for i := range 3 {
+			conn.Send(Frame{Data: fmt.Appendf(nil, "m%d", i)})
+			c.expect(opText, fmt.Sprintf("m%d", i))
+		}
+		deadline := time.Now().Add(testTimeout)
+		for q, s := arrays(); q+s == 0; q, s = arrays() {
+			if time.Now().After(deadline) {
+				t.Fatal("a connection that was written to kept no queue array")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		conn.Ping()
+		c.expect(opPing, "")
+		for q, s := arrays(); q+s != 0; q, s = arrays() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after the heartbeat the idle connection still holds arrays of %d and %d frames", q, s)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		conn.Send(Frame{Data: []byte("after")})
+		c.expect(opText, "after")
+	})
+}
+
 // TestConn_InstanceCeiling: past the instance's ceiling on queued bytes, the
 // connection that holds the most is closed with 4008; others go on.
 func TestConn_InstanceCeiling(t *testing.T) {
