@@ -48,12 +48,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.authFailure("origin")
 		s.conn.Close(closePolicy, "origin not allowed")
 	} else {
-		s.timer = time.AfterFunc(h.cfg.HelloTimeout, func() {
-			if !s.helloSeen.Load() {
-				h.metrics.authFailure("hello_timeout")
-				s.conn.Close(closeUnauthorized, "no hello in time")
-			}
-		})
+		h.deadlines.set(s, time.Now().Add(h.cfg.HelloTimeout), helloDeadline)
 	}
 	s.conn.Start()
 }
@@ -112,10 +107,7 @@ func (s *Session) Message(data []byte, text, limited bool) {
 		return
 	}
 	s.helloSeen.Store(true)
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
-	}
+	s.hub.deadlines.clear(s, helloDeadline)
 	s.hello(data, text)
 }
 

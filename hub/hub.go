@@ -221,6 +221,7 @@ type Hub struct {
 
 	control   *control
 	transport *transport.Server
+	deadlines *deadlines
 	draining  atomic.Bool
 	// saveMu serializes session state saves.
 	saveMu sync.Mutex
@@ -266,6 +267,7 @@ func New(cfg Config) (*Hub, error) {
 		h.gate = g
 	}
 	h.control = &control{h: h}
+	h.deadlines = newDeadlines(h.deadlineReached)
 	tr, err := transport.NewServer(transport.Config{
 		MaxMessageBytes: cfg.MaxFrameBytes, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
 		WriteTimeout: cfg.WriteTimeout, Rate: cfg.Rate, Burst: cfg.Burst, Metrics: cfg.TransportMetrics,

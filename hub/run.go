@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"errors"
-	"time"
 
 	"golang.org/x/time/rate"
 
@@ -57,20 +56,28 @@ func (s *Session) invalid(id []byte, e *protocol.Error) {
 // thus keeps its session for the rest of it, rather than getting welcome
 // and 4003 a moment later.
 func (s *Session) armExpiry(c auth.Claims) {
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
-	}
 	until := c.ValidUntil
 	if until.IsZero() {
 		until = c.Expires // a Verifier that reports no leeway
 	}
 	if until.IsZero() {
+		s.hub.deadlines.clear(s, anyDeadline)
 		return
 	}
-	s.timer = time.AfterFunc(time.Until(until), func() {
+	s.hub.deadlines.set(s, until, tokenDeadline)
+}
+
+// deadlineReached closes a session whose deadline came.
+func (h *Hub) deadlineReached(s *Session, kind deadlineKind) {
+	switch kind {
+	case helloDeadline:
+		if !s.helloSeen.Load() {
+			h.metrics.authFailure("hello_timeout")
+			s.conn.Close(closeUnauthorized, "no hello in time")
+		}
+	case tokenDeadline:
 		s.close(closeUnauthorized, "token expired")
-	})
+	}
 }
 
 // endSession removes an ended session from its rooms and the hub and saves

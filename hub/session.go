@@ -53,7 +53,10 @@ type Session struct {
 	// Owned by the reading goroutine.
 	claims    auth.Claims
 	badFrames *rate.Limiter // nil until the first invalid frame
-	timer     *time.Timer   // the hello timeout, then the token's expiry
+	// deadline is the index plus one of the session's entry in the hub's
+	// deadlines (the hello timeout, then the token's expiry), 0 when it has
+	// none. Guarded by deadlines.mu.
+	deadline int
 
 	mu sync.Mutex
 	// rooms the session is a member of, its inbox included. A slice: most
@@ -212,9 +215,7 @@ func (s *Session) Closing() {
 
 // Closed implements transport.Handler: the connection is gone.
 func (s *Session) Closed() {
-	if s.timer != nil {
-		s.timer.Stop()
-	}
+	s.hub.deadlines.clear(s, anyDeadline)
 	if s.welcomed.Load() {
 		s.hub.endSession(s)
 	}
