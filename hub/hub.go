@@ -227,6 +227,9 @@ type Hub struct {
 	saveMu sync.Mutex
 	// flushTick counts flushStates calls: which slice is next.
 	flushTick atomic.Uint32
+	// pingTick counts heartbeat calls, pingNext the sessions added: the
+	// slice to ping next, and the slice of the next session.
+	pingTick, pingNext atomic.Uint32
 	// conns counts upgraded connections whose handler has not returned.
 	conns atomic.Int64
 	// admitted counts connections against MaxConns and MaxConnsPerIP,
@@ -326,6 +329,7 @@ func (h *Hub) addSession(s *Session) bool {
 	if limit := h.cfg.MaxConnsPerUser; limit > 0 && len(h.users[s.user]) >= limit {
 		return false
 	}
+	s.pingSlice = uint8(h.pingNext.Add(1) % heartbeatSlices)
 	h.sessions[s] = struct{}{}
 	h.users[s.user] = append(h.users[s.user], s)
 	return true

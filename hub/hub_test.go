@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
@@ -322,4 +324,66 @@ func TestHub_PublisherGetsAck(t *testing.T) {
 		t.Fatalf("quiet got %s, want loud's message at offset 2", wstest.Describe(f))
 	}
 	ping(quiet)
+}
+
+// TestHub_HeartbeatIsSpread: the sessions are pinged in slices spread over
+// the heartbeat interval, each once an interval, rather than all at once:
+// their first pings span most of an interval.
+func TestHub_HeartbeatIsSpread(t *testing.T) {
+	const beat = time.Second
+	const n = 50
+	_, url := startHub(t, hub.Config{Heartbeat: beat})
+	var mu sync.Mutex
+	first := make([]time.Time, n)
+	pings := make([]int, n)
+	var readers sync.WaitGroup
+	conns := make([]*wstest.Conn, n)
+	for i := range n {
+		conns[i] = wstest.Dial(t, url, wstest.Hello{User: fmt.Sprintf("u%d", i)})
+	}
+	start := time.Now()
+	for i, c := range conns {
+		ws := c.WS()
+		ws.SetPingHandler(func(data string) error {
+			mu.Lock()
+			if pings[i] == 0 {
+				first[i] = time.Now()
+			}
+			pings[i]++
+			mu.Unlock()
+			return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		readers.Go(func() {
+			for {
+				if _, err := c.NextErr(time.Minute); err != nil {
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(beat + beat/2)
+	for _, c := range conns {
+		_ = c.WS().Close() // ends its reader
+	}
+	readers.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	lo, hi := first[0], first[0]
+	for i, p := range pings {
+		if p == 0 {
+			t.Fatalf("session %d was not pinged within %v", i, time.Since(start))
+		}
+		if first[i].Before(lo) {
+			lo = first[i]
+		}
+		if first[i].After(hi) {
+			hi = first[i]
+		}
+		if p > 2 {
+			t.Errorf("session %d pinged %d times in one and a half intervals", i, p)
+		}
+	}
+	if hi.Sub(lo) < beat/2 {
+		t.Errorf("the %d sessions' first pings came within %v of each other: not spread over the %v interval", n, hi.Sub(lo), beat)
+	}
 }

@@ -47,6 +47,9 @@ type Session struct {
 	user      string
 	// flushSlice is when in each second flushStates saves the session.
 	flushSlice uint8
+	// pingSlice is when in each heartbeat interval the session is pinged.
+	// Set before the session is in the hub, under Hub.mu.
+	pingSlice uint8
 	// echo is fixed by hello.
 	echo bool
 
