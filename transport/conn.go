@@ -101,15 +101,15 @@ type Conn struct {
 	// parked is set while it waits there for input.
 	fd         int
 	registered bool
-	parked     atomic.Bool
-	// pollMu orders arming the descriptor in the poller against closing
-	// the socket; netClosed, which it guards, is set once the socket is
-	// closed. The kernel gives a closed descriptor's number to the next
-	// socket it opens, so arming after the close could register another
-	// connection's socket and leave this one waiting for an event that
-	// never comes.
-	pollMu    sync.Mutex
+	// netClosed is set once the socket is closed; guarded by pollMu.
 	netClosed bool
+	parked    atomic.Bool
+	// pollMu orders arming the descriptor in the poller against closing
+	// the socket. The kernel gives a closed descriptor's number to the
+	// next socket it opens, so arming after the close could register
+	// another connection's socket and leave this one waiting for an event
+	// that never comes.
+	pollMu sync.Mutex
 
 	mu      sync.Mutex
 	state   state
@@ -117,9 +117,14 @@ type Conn struct {
 	writing bool // a writer owns the socket's write side
 	pingDue bool
 	pongDue bool
-	pong    []byte
-	queue   []Frame
-	spare   []Frame
+	// Whether the peer's close frame arrived, and whether ours was written
+	// (with the other byte-sized fields: a Conn has no padding to spare).
+	peerClosed   bool
+	closeWritten bool
+
+	pong  []byte
+	queue []Frame
+	spare []Frame
 	// queued counts the bytes held for the connection against the send
 	// queue and the instance's ceiling: those in queue, and inflight,
 	// those a writer holds because the socket did not take them whole
@@ -129,14 +134,11 @@ type Conn struct {
 	// space, when not nil, is closed when written bytes are released or
 	// the queue is dropped: SendWait waits on it.
 	space chan struct{}
-	// The close: its code and reason, whether the peer's close frame
-	// arrived, whether ours was written, and what to write just before it.
-	closeCode    int
-	closeReason  string
-	closeLast    func() []byte
-	peerClosed   bool
-	closeWritten bool
-	grace        *time.Timer
+	// The close: its code and reason, and what to write just before it.
+	closeCode   int
+	closeReason string
+	closeLast   func() []byte
+	grace       *time.Timer
 
 	r reader
 }

@@ -12,6 +12,9 @@ import (
 // connection is idle, and only what a peer actually sent of an unfinished
 // frame otherwise. Only the reading goroutine touches it.
 type reader struct {
+	// The byte-sized fields come first, together, so that the struct has
+	// no padding: every connection has one.
+
 	// hdr holds the first bytes of a frame header split across reads.
 	hdr  [maxHeaderBytes]byte
 	hdrN uint8
@@ -21,26 +24,27 @@ type reader struct {
 	fin     bool
 	op      byte
 	key     [4]byte
-	keyPos  int
-	remain  uint64
+	keyPos  uint8 // 0-3
 
 	// msgOp is the opcode of a fragmented data message in progress, or 0.
 	msgOp byte
-	// msg collects a data message that did not arrive in one piece.
-	msg []byte
-	// ctrl collects a control frame split across reads.
-	ctrl []byte
 	// limited is set when the message was over the rate limit.
 	limited bool
-	// frags counts the frames of the message so far.
-	frags int
 	// greeted is set once the first message began: that one (the
 	// protocol's hello) is not charged to the rate limit.
 	greeted bool
 	// broken is set after a protocol error: the rest is discarded.
 	broken bool
+
+	remain uint64 // of the frame being read
+	// frags counts the frames of the message so far.
+	frags int
 	// refused counts frames over the rate limit in a row.
 	refused int
+	// msg collects a data message that did not arrive in one piece.
+	msg []byte
+	// ctrl collects a control frame split across reads.
+	ctrl []byte
 }
 
 // readBufferBytes is the size of the pooled buffers reads go into.
@@ -253,7 +257,7 @@ func (c *Conn) startFrame(h []byte) (int, string) {
 // payload.
 func (c *Conn) payload(p []byte) {
 	r := &c.r
-	r.keyPos = maskBytes(r.key, r.keyPos, p)
+	r.keyPos = uint8(maskBytes(r.key, int(r.keyPos), p))
 	r.remain -= uint64(len(p))
 	whole := r.remain == 0
 	if !whole {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"testing"
+	"unsafe"
 )
 
 // TestAppendHeader checks the three payload length encodings of RFC 6455,
@@ -83,5 +84,14 @@ func TestFlusherQueueCompacts(t *testing.T) {
 		if s != ss[i+2] {
 			t.Fatalf("queue[%d] is not the connection queued %d-th", i, i+2)
 		}
+	}
+}
+
+// TestConnSize keeps a Conn, which every connection has, within the
+// allocator's 384-byte size class: past it the next class is 416 bytes
+// and, in practice, 448. Keep byte-sized fields together when adding one.
+func TestConnSize(t *testing.T) {
+	if size := unsafe.Sizeof(Conn{}); size > 384 {
+		t.Errorf("a Conn is %d bytes, more than the 384 of its size class", size)
 	}
 }
