@@ -146,7 +146,7 @@ func (s *Session) hello(data []byte, text bool) {
 	s.id = newID("s_")
 	s.user = claims.User
 	s.echo = f.Echo
-	s.claims = claims
+	s.grants = grantsOf(claims)
 	s.flushSlice = s.id[len(s.id)-1] % stateFlushSlices
 	s.conn.SetBatch(f.Batch)
 	if !h.addSession(s) {

@@ -91,7 +91,7 @@ func (s *Session) publish(f *protocol.ClientFrame, room string) error {
 	if !s.joined(room) {
 		return protocol.Errorf(protocol.CodeNotJoined, "join the room before publishing to it")
 	}
-	if !s.claims.CanPublish(room) {
+	if !s.claims().CanPublish(room) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow publishing to %s", room)
 	}
 	return s.publishTo(f, room)
@@ -135,7 +135,7 @@ func (h *Hub) publish(ctx context.Context, room string, p broker.Publication) (b
 }
 
 func (s *Session) presence(f *protocol.ClientFrame) error {
-	if !s.claims.CanJoin(f.Room) {
+	if !s.claims().CanJoin(f.Room) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
 	}
 	ctx, done := s.call(false)
@@ -168,7 +168,7 @@ func (h *Hub) RoomPresence(ctx context.Context, room string) ([]protocol.UserSes
 }
 
 func (s *Session) history(f *protocol.ClientFrame) error {
-	if !s.claims.CanJoin(f.Room) {
+	if !s.claims().CanJoin(f.Room) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow %s", f.Room)
 	}
 	ctx, done := s.call(false)
@@ -227,7 +227,7 @@ func (s *Session) refresh(f *protocol.ClientFrame) error {
 		s.hub.metrics.authFailure("refresh")
 		return protocol.Errorf(protocol.CodeForbidden, "the new token is for another user")
 	}
-	s.claims = c
+	s.grants = grantsOf(c)
 	s.armExpiry(c)
 	s.leaveForbidden()
 	s.send(&protocol.Ack{Type: protocol.TypeAck, ID: f.ID})
@@ -241,7 +241,7 @@ func (s *Session) leaveForbidden() {
 	var gone []*room
 	s.mu.Lock()
 	for _, sr := range s.rooms {
-		if _, inbox := protocol.InboxUser(sr.r.name); !inbox && !s.claims.CanJoin(sr.r.name) {
+		if _, inbox := protocol.InboxUser(sr.r.name); !inbox && !s.claims().CanJoin(sr.r.name) {
 			gone = append(gone, sr.r)
 		}
 	}

@@ -41,7 +41,7 @@ func (s *Session) join(f *protocol.ClientFrame) error {
 // joinRoom joins s to name, recovering from since if given, and sends the
 // missed messages and joined (with id).
 func (s *Session) joinRoom(name string, since *protocol.Position, id json.RawMessage) error {
-	if !s.claims.CanJoin(name) {
+	if !s.claims().CanJoin(name) {
 		return protocol.Errorf(protocol.CodeForbidden, "your token does not allow joining %s", name)
 	}
 	s.mu.Lock()

@@ -14,8 +14,9 @@ import (
 type room struct {
 	name string
 
-	// Guarded by Hub.mu.
-	refs    int
+	// Guarded by Hub.mu. (refs is an int32 to share a word with closing:
+	// an inbox is a room per connection.)
+	refs    int32
 	closing bool
 	// ready is closed when the broker subscription is settled; err says how.
 	// Once it is, the room points at the shared settled channel instead,

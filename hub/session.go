@@ -54,7 +54,7 @@ type Session struct {
 	echo bool
 
 	// Owned by the reading goroutine.
-	claims    auth.Claims
+	grants    grants
 	badFrames *rate.Limiter // nil until the first invalid frame
 	// deadline is the index plus one of the session's entry in the hub's
 	// deadlines (the hello timeout, then the token's expiry), 0 when it has
@@ -73,6 +73,24 @@ type Session struct {
 	cancelCall context.CancelFunc
 	// waiter is the hello waiting for an accept token, if any (see admit).
 	waiter *admission.Waiter
+}
+
+// grants is what the session's token allows. The session keeps these
+// parts of its claims only: its user is Session.user, and its expiry is in
+// the hub's deadlines.
+type grants struct {
+	rooms, publish       []string
+	hasRooms, hasPublish bool
+}
+
+func grantsOf(c auth.Claims) grants {
+	return grants{rooms: c.Rooms, publish: c.Publish, hasRooms: c.HasRooms, hasPublish: c.HasPublish}
+}
+
+// claims returns the session's claims for their permission checks.
+func (s *Session) claims() auth.Claims {
+	g := s.grants
+	return auth.Claims{User: s.user, Rooms: g.rooms, Publish: g.publish, HasRooms: g.hasRooms, HasPublish: g.hasPublish}
 }
 
 // sessionRoom is a room a session is in.
