@@ -227,8 +227,11 @@ type Hub struct {
 	saveMu sync.Mutex
 	// flushTick counts flushStates calls: which slice is next.
 	flushTick atomic.Uint32
-	// pingTick counts heartbeat calls, pingNext the sessions added: the
-	// slice to ping next, and the slice of the next session.
+	// pingSlices is how many slices the sessions are pinged in (see
+	// heartbeatSlices); pingTick counts heartbeat calls, pingNext the
+	// sessions added: the slice to ping next, and the slice of the next
+	// session.
+	pingSlices         uint32
 	pingTick, pingNext atomic.Uint32
 	// conns counts upgraded connections whose handler has not returned.
 	conns atomic.Int64
@@ -271,6 +274,7 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.control = &control{h: h}
 	h.deadlines = newDeadlines(h.deadlineReached)
+	h.pingSlices = pingSlices(cfg.Heartbeat)
 	tr, err := transport.NewServer(transport.Config{
 		MaxMessageBytes: cfg.MaxFrameBytes, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
 		WriteTimeout: cfg.WriteTimeout, Rate: cfg.Rate, Burst: cfg.Burst, Metrics: cfg.TransportMetrics,
@@ -329,7 +333,7 @@ func (h *Hub) addSession(s *Session) bool {
 	if limit := h.cfg.MaxConnsPerUser; limit > 0 && len(h.users[s.user]) >= limit {
 		return false
 	}
-	s.pingSlice = uint8(h.pingNext.Add(1) % heartbeatSlices)
+	s.pingSlice = uint8(h.pingNext.Add(1) % h.pingSlices)
 	h.sessions[s] = struct{}{}
 	h.users[s.user] = append(h.users[s.user], s)
 	return true

@@ -25,13 +25,21 @@ const stateFlushSlices = 10
 // made (about 130 bytes a connection measured with 7,500 of them).
 const heartbeatSlices = 25
 
+// pingSlices returns how many slices sessions are pinged in for a
+// heartbeat interval: heartbeatSlices, or fewer for an interval too short
+// to cut into ticks of a millisecond or more, so that each session is
+// still pinged once an interval.
+func pingSlices(heartbeat time.Duration) uint32 {
+	return uint32(min(heartbeatSlices, max(1, heartbeat/time.Millisecond)))
+}
+
 // Run runs the hub's background work until ctx ends or Drain finishes:
 // heartbeat pings, the instance registry heartbeat, and saving changed
 // session states. It returns nil after a drain, or ctx's error.
 func (h *Hub) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { h.subscribeControl(ctx) })
-	wg.Go(func() { h.every(ctx, max(h.cfg.Heartbeat/heartbeatSlices, time.Millisecond), h.heartbeat) })
+	wg.Go(func() { h.every(ctx, h.cfg.Heartbeat/time.Duration(h.pingSlices), h.heartbeat) })
 	wg.Go(func() { h.every(ctx, stateFlushInterval/stateFlushSlices, h.flushStates) })
 	wg.Go(func() {
 		h.Register(ctx)
@@ -81,7 +89,7 @@ func (h *Hub) every(ctx context.Context, d time.Duration, f func(context.Context
 // than two intervals ago and never finished it with 1008. Each session's
 // slice comes once an interval.
 func (h *Hub) heartbeat(context.Context) {
-	slice := uint8(h.pingTick.Add(1) % heartbeatSlices)
+	slice := uint8(h.pingTick.Add(1) % h.pingSlices)
 	var sessions []*Session
 	h.mu.RLock()
 	for s := range h.sessions {
