@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -529,8 +530,9 @@ func (c *Conn) releaseLocked(n int) {
 }
 
 // readLoop reads and handles frames. With direct I/O it reads only what
-// the socket has, then hands the connection to a fresh park goroutine and
-// returns; otherwise it blocks in its reads until the connection ends.
+// the socket has, then leaves the connection to the poller (or a park
+// goroutine) and returns; otherwise it blocks in its reads until the
+// connection ends.
 func (c *Conn) readLoop() {
 	if c.early != nil {
 		early := c.early
@@ -538,16 +540,14 @@ func (c *Conn) readLoop() {
 		c.touch()
 		c.feed(early)
 	}
-	rb := readBuffers.Get().(*readBuffer)
+	if !c.parks() {
+		c.readBlocking()
+		return
+	}
+	rb := getReadBuffer()
 	buf := rb.buf
 	for {
-		var n int
-		var err error
-		if c.parks() {
-			n, err = tryRead(c.raw, rb.call, buf)
-		} else {
-			n, err = c.nc.Read(buf)
-		}
+		n, err := tryRead(c.raw, rb.call, buf)
 		if n > 0 {
 			c.touch()
 			c.feed(buf[:n])
@@ -555,16 +555,55 @@ func (c *Conn) readLoop() {
 		switch {
 		case err == nil:
 		case errors.Is(err, errWouldBlock):
-			readBuffers.Put(rb)
+			putReadBuffer(rb)
 			c.idle()
 			return
 		default:
-			readBuffers.Put(rb)
+			putReadBuffer(rb)
 			c.end()
 			return
 		}
 	}
 }
+
+// readBlocking reads a connection whose reads block (TLS, or a platform
+// without the poller) until it ends. It waits for input with a buffer of
+// one byte, then reads what else is there at once into a pooled read
+// buffer, under a deadline already past so that this read never waits, so
+// that an idle connection holds no read buffer (an idle TLS connection
+// kept 8 KiB). Over TLS the first byte of a record brings the rest of its
+// plaintext, which that read returns without touching the socket; a read
+// that times out leaves crypto/tls usable.
+func (c *Conn) readBlocking() {
+	for {
+		n, err := c.nc.Read(c.r.first[:])
+		if n > 0 {
+			c.touch()
+			c.feed(c.r.first[:n])
+		}
+		if err == nil {
+			rb := getReadBuffer()
+			_ = c.nc.SetReadDeadline(longAgo)
+			n, err = c.nc.Read(rb.buf)
+			_ = c.nc.SetReadDeadline(time.Time{})
+			if n > 0 {
+				c.touch()
+				c.feed(rb.buf[:n])
+			}
+			putReadBuffer(rb)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+		}
+		if err != nil {
+			c.end()
+			return
+		}
+	}
+}
+
+// longAgo is a deadline that has passed.
+var longAgo = time.Unix(1, 0)
 
 // parks reports whether the connection waits for input on a parked
 // goroutine rather than in a blocking read.

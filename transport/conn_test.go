@@ -427,6 +427,41 @@ func TestConn_EarlyBytes(t *testing.T) {
 	c.expect(opText, "eager")
 }
 
+// TestConn_IdleHoldsNoReadBuffer: connections that have exchanged messages
+// and gone idle hold no pooled read buffer, on plain TCP (they wait in the
+// poller) and over TLS (their blocking reader waits with one byte). Not
+// parallel: it counts the buffers of the whole package.
+func TestConn_IdleHoldsNoReadBuffer(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		ts := startServer(t, useTLS, Config{})
+		base := readBuffersOut.Load()
+		const n = 20
+		clients := make([]*client, n)
+		for i := range clients {
+			clients[i] = ts.dial(t, "")
+			// A message of more than a record's plaintext, and one cut
+			// into single bytes, each answered.
+			big := strings.Repeat("b", 40<<10)
+			clients[i].send(rawFrame(finText, []byte(big), false))
+			clients[i].expect(opText, big)
+			for _, b := range rawFrame(finText, []byte("split"), false) {
+				clients[i].send([]byte{b})
+			}
+			clients[i].expect(opText, "split")
+		}
+		deadline := time.Now().Add(testTimeout)
+		for readBuffersOut.Load() > base {
+			if time.Now().After(deadline) {
+				t.Fatalf("tls %v: %d idle connections hold %d read buffers", useTLS, n, readBuffersOut.Load()-base)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for _, c := range clients {
+			_ = c.conn.Close()
+		}
+	}
+}
+
 // TestUpgrade_Refusals: requests that are not a WebSocket handshake get an
 // HTTP error, not an upgrade.
 func TestUpgrade_Refusals(t *testing.T) {

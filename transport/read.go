@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -35,6 +36,8 @@ type reader struct {
 	greeted bool
 	// broken is set after a protocol error: the rest is discarded.
 	broken bool
+	// first is what a blocking reader waits with (see readBlocking).
+	first [1]byte
 
 	remain uint64 // of the frame being read
 	// frags counts the frames of the message so far.
@@ -58,10 +61,24 @@ type readBuffer struct {
 }
 
 // readBuffers holds read buffers between reads: an idle connection holds
-// none.
-var readBuffers = sync.Pool{New: func() any {
-	return &readBuffer{buf: make([]byte, readBufferBytes), call: newRawRead()}
-}}
+// none. readBuffersOut counts those taken and not given back (the tests
+// check that idle connections hold none).
+var (
+	readBuffers = sync.Pool{New: func() any {
+		return &readBuffer{buf: make([]byte, readBufferBytes), call: newRawRead()}
+	}}
+	readBuffersOut atomic.Int64
+)
+
+func getReadBuffer() *readBuffer {
+	readBuffersOut.Add(1)
+	return readBuffers.Get().(*readBuffer)
+}
+
+func putReadBuffer(rb *readBuffer) {
+	readBuffersOut.Add(-1)
+	readBuffers.Put(rb)
+}
 
 // maxPooledMessage is the largest message buffer kept for reuse.
 const maxPooledMessage = 64 << 10
