@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -531,8 +532,9 @@ func (c *Conn) releaseLocked(n int) {
 
 // readLoop reads and handles frames. With direct I/O it reads only what
 // the socket has, then leaves the connection to the poller (or a park
-// goroutine) and returns; otherwise it blocks in its reads until the
-// connection ends.
+// goroutine) and returns; a TLS connection does the same through
+// crypto/tls where the poller is available; otherwise it blocks in its
+// reads until the connection ends.
 func (c *Conn) readLoop() {
 	if c.early != nil {
 		early := c.early
@@ -540,10 +542,19 @@ func (c *Conn) readLoop() {
 		c.touch()
 		c.feed(early)
 	}
-	if !c.parks() {
-		c.readBlocking()
-		return
+	switch _, isTLS := c.nc.(*tls.Conn); {
+	case c.parks():
+		c.readDirect()
+	case isTLS:
+		c.readTLS()
+	default:
+		c.readHeld()
 	}
+}
+
+// readDirect reads with non-blocking system calls until the socket is
+// empty, then goes idle.
+func (c *Conn) readDirect() {
 	rb := getReadBuffer()
 	buf := rb.buf
 	for {
@@ -566,15 +577,16 @@ func (c *Conn) readLoop() {
 	}
 }
 
-// readBlocking reads a connection whose reads block (TLS, or a platform
-// without the poller) until it ends. It waits for input with a buffer of
-// one byte, then reads what else is there at once into a pooled read
-// buffer, under a deadline already past so that this read never waits, so
-// that an idle connection holds no read buffer (an idle TLS connection
-// kept 8 KiB). Over TLS the first byte of a record brings the rest of its
-// plaintext, which that read returns without touching the socket; a read
-// that times out leaves crypto/tls usable.
-func (c *Conn) readBlocking() {
+// readTLS reads a TLS connection. crypto/tls reads only blocking, and may
+// hold records it has read from the socket but not yet returned, so it
+// reads one byte, waiting if need be (on a wake-up from the poller the
+// socket has input), then, under a deadline already past, everything
+// crypto/tls holds: such reads return buffered records and never touch
+// the socket, and a read that times out leaves crypto/tls usable. Then the
+// connection goes idle in the poller like a plain one, so that an idle TLS
+// connection holds neither a goroutine nor a read buffer (it kept both,
+// 16 KiB). Without the poller it loops, waiting in the one-byte read.
+func (c *Conn) readTLS() {
 	for {
 		n, err := c.nc.Read(c.r.first[:])
 		if n > 0 {
@@ -582,18 +594,51 @@ func (c *Conn) readBlocking() {
 			c.feed(c.r.first[:n])
 		}
 		if err == nil {
-			rb := getReadBuffer()
-			_ = c.nc.SetReadDeadline(longAgo)
-			n, err = c.nc.Read(rb.buf)
-			_ = c.nc.SetReadDeadline(time.Time{})
-			if n > 0 {
-				c.touch()
-				c.feed(rb.buf[:n])
-			}
-			putReadBuffer(rb)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = nil
-			}
+			err = c.readBuffered()
+		}
+		if err != nil {
+			c.end()
+			return
+		}
+		if c.fd >= 0 && sharedPoller() != nil {
+			c.idle()
+			return
+		}
+	}
+}
+
+// readBuffered reads what the connection holds without waiting (see
+// readTLS).
+func (c *Conn) readBuffered() error {
+	rb := getReadBuffer()
+	defer putReadBuffer(rb)
+	_ = c.nc.SetReadDeadline(longAgo)
+	defer func() { _ = c.nc.SetReadDeadline(time.Time{}) }()
+	for {
+		n, err := c.nc.Read(rb.buf)
+		if n > 0 {
+			c.touch()
+			c.feed(rb.buf[:n])
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readHeld reads with blocking reads into one read buffer until the
+// connection ends: plain connections where there is no poller.
+func (c *Conn) readHeld() {
+	rb := getReadBuffer()
+	defer putReadBuffer(rb)
+	for {
+		n, err := c.nc.Read(rb.buf)
+		if n > 0 {
+			c.touch()
+			c.feed(rb.buf[:n])
 		}
 		if err != nil {
 			c.end()

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -427,11 +428,11 @@ func TestConn_EarlyBytes(t *testing.T) {
 	c.expect(opText, "eager")
 }
 
-// TestConn_IdleHoldsNoReadBuffer: connections that have exchanged messages
-// and gone idle hold no pooled read buffer, on plain TCP (they wait in the
-// poller) and over TLS (their blocking reader waits with one byte). Not
-// parallel: it counts the buffers of the whole package.
-func TestConn_IdleHoldsNoReadBuffer(t *testing.T) {
+// TestConn_IdleHoldsNoReaderOrBuffer: connections that have exchanged
+// messages and gone idle hold no pooled read buffer and no reading
+// goroutine, on plain TCP and over TLS (on Linux both wait in the poller).
+// Not parallel: it counts the buffers and goroutines of the whole package.
+func TestConn_IdleHoldsNoReaderOrBuffer(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		ts := startServer(t, useTLS, Config{})
 		base := readBuffersOut.Load()
@@ -456,10 +457,25 @@ func TestConn_IdleHoldsNoReadBuffer(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+		if runtime.GOOS == "linux" {
+			for readers := readingGoroutines(); readers > 0; readers = readingGoroutines() {
+				if time.Now().After(deadline) {
+					t.Fatalf("tls %v: %d idle connections keep %d reading goroutines", useTLS, n, readers)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
 		for _, c := range clients {
 			_ = c.conn.Close()
 		}
 	}
+}
+
+// readingGoroutines counts the goroutines inside a connection's reader.
+func readingGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("transport.(*Conn).readLoop("))
 }
 
 // TestUpgrade_Refusals: requests that are not a WebSocket handshake get an

@@ -134,11 +134,11 @@ func (p *poller) run() {
 	}
 }
 
-// fdOf returns the socket's descriptor.
-func fdOf(c *Conn) int {
+// fdOf returns the descriptor of raw, or -1 without one.
+func fdOf(raw syscall.RawConn) int {
 	fd := -1
-	if c.raw != nil {
-		_ = c.raw.Control(func(s uintptr) { fd = int(s) })
+	if raw != nil {
+		_ = raw.Control(func(s uintptr) { fd = int(s) })
 	}
 	return fd
 }

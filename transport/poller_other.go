@@ -2,7 +2,10 @@
 
 package transport
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // poller is Linux's epoll; elsewhere idle connections wait on goroutines
 // of their own.
@@ -14,4 +17,4 @@ func (*poller) arm(*Conn) error { return errors.ErrUnsupported }
 
 func (*poller) remove(*Conn) {}
 
-func fdOf(*Conn) int { return -1 }
+func fdOf(syscall.RawConn) int { return -1 }

@@ -122,8 +122,12 @@ func (s *Server) Open(nc net.Conn, early []byte, h Handler) *Conn {
 	if tcp == nc {
 		c.raw = rawConn(nc)
 		if c.parks() {
-			c.fd = fdOf(c)
+			c.fd = fdOf(c.raw)
 		}
+	} else if shallowWait {
+		// TLS: reads go through crypto/tls, but the socket underneath
+		// can wait for input in the poller all the same (see readTLS).
+		c.fd = fdOf(rawConn(tcp))
 	}
 	if s.cfg.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst)
