@@ -40,15 +40,16 @@
 // # Reading
 //
 // Reading is an incremental parser fed with whatever the socket has, so
-// that an idle connection holds no read buffer. On Linux with plain TCP an
-// idle connection holds no goroutine either: it is registered in one
-// epoll set shared by the process (poller_linux.go), whose events start a
-// reader goroutine that reads without blocking, handles every complete
-// message and registers the connection again when the socket is empty.
-// Where epoll is not available, a goroutine parks in a readiness wait on a
-// stack that never grows; elsewhere (TLS, other platforms) a goroutine
-// blocks in its reads. Messages are handed to the Handler one at a time,
-// in order.
+// that an idle connection holds no read buffer. On Linux an idle
+// connection holds no goroutine either: it is registered in one epoll set
+// shared by the process (poller_linux.go), whose events start a reader
+// goroutine that reads without blocking, handles every complete message
+// and registers the connection again when the socket is empty. A TLS
+// connection registers the socket under crypto/tls once crypto/tls holds
+// no record it has not returned (Conn.readTLS). Where epoll is not
+// available, a goroutine parks in a readiness wait on a stack that never
+// grows, or blocks in its reads (TLS, other platforms). Messages are
+// handed to the Handler one at a time, in order.
 //
 // The parser enforces RFC 6455 (masked client frames, no reserved bits or
 // opcodes, control frames of at most 125 bytes and never fragmented,

@@ -36,7 +36,7 @@ type reader struct {
 	greeted bool
 	// broken is set after a protocol error: the rest is discarded.
 	broken bool
-	// first is what a blocking reader waits with (see readBlocking).
+	// first is what a TLS reader waits with (see readTLS).
 	first [1]byte
 
 	remain uint64 // of the frame being read
