@@ -97,7 +97,12 @@ export class Conn {
         this.watchdog = setTimeout(tick, half - silent);
         return;
       }
-      if (pingedAt < this.lastRead) {
+      // Something arrived since the last ping (or there was none): ping
+      // again. At <=, not <: a pong on loopback can come back within the
+      // millisecond the ping went out, and when the ping was sent nothing
+      // had arrived for half the timeout, so a read stamped with the same
+      // millisecond came after it.
+      if (pingedAt <= this.lastRead) {
         pingedAt = now;
         this.send(pingFrame);
         this.watchdog = setTimeout(tick, half);

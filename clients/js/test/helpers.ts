@@ -99,8 +99,14 @@ export async function freePort(): Promise<number> {
 export class FakeConn {
   readonly frames: Array<Record<string, unknown>> = [];
   closed = false;
+  /** answerPings makes the connection answer each ping frame with a pong as it arrives. */
+  answerPings = false;
   constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => this.frames.push(JSON.parse(String(data))));
+    ws.on('message', (data) => {
+      const f = JSON.parse(String(data)) as Record<string, unknown>;
+      this.frames.push(f);
+      if (this.answerPings && f.type === 'ping') this.send({ type: 'pong' });
+    });
     ws.on('close', () => {
       this.closed = true;
     });
@@ -140,7 +146,9 @@ export class FakeServer {
   static async start(): Promise<FakeServer> {
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     await once(wss, 'listening');
-    return new FakeServer(wss, (wss.address() as net.AddressInfo).port);
+    const srv = new FakeServer(wss, (wss.address() as net.AddressInfo).port);
+    servers.add(srv);
+    return srv;
   }
 
   /** conn waits for the n-th connection (0-based). */
@@ -150,9 +158,20 @@ export class FakeServer {
   }
 
   async close(): Promise<void> {
+    if (!servers.delete(this)) return;
     for (const c of this.wss.clients) c.terminate();
     await new Promise((r) => this.wss.close(r));
   }
+}
+
+const servers = new Set<FakeServer>();
+
+/**
+ * closeServers closes every fake server a test left open: one whose test
+ * failed before its own close would keep the test process alive for good.
+ */
+export async function closeServers(): Promise<void> {
+  await Promise.all([...servers].map((s) => s.close()));
 }
 
 // Real processes for the end-to-end tests.

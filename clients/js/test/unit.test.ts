@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Backoff, CloseError, ClosedError, ConnectionError, ServerError, TokenError, Client } from '../src/index.js';
-import { FakeServer, closeClients, newClient, waitFor } from './helpers.js';
+import { FakeServer, closeClients, closeServers, newClient, waitFor } from './helpers.js';
 import WebSocket from 'ws';
 
 after(closeClients);
+after(closeServers);
 
 const fast = { min: 10, max: 40 };
 
@@ -249,6 +250,24 @@ describe('connection', () => {
     void c.connect().catch(() => undefined);
     await srv.conn(1);
     assert.ok(rec.errors[rec.states.indexOf('disconnected')] instanceof ConnectionError);
+    await srv.close();
+  });
+
+  test('a ping answered within the millisecond it was sent counts as answered', async () => {
+    // On loopback the pong can arrive in the same Date.now() millisecond as
+    // the ping went out; the client once took that for no answer and
+    // dropped the healthy connection at its heartbeat timeout.
+    const srv = await FakeServer.start();
+    const { c, rec } = newClient({ url: srv.url, user: 'u', heartbeatTimeout: 60, backoff: fast });
+    const connected = c.connect();
+    const k = await srv.conn(0);
+    k.answerPings = true;
+    await k.frame(0);
+    k.welcome();
+    await connected;
+    await new Promise((r) => setTimeout(r, 2000)); // some 60 pings
+    const pings = k.frames.filter((f) => f.type === 'ping').length;
+    assert.deepEqual(rec.states, ['connecting', 'connected'], `after ${pings} pings answered at once`);
     await srv.close();
   });
 

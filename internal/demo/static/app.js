@@ -160,7 +160,7 @@ var Conn = class {
         this.watchdog = setTimeout(tick, half - silent2);
         return;
       }
-      if (pingedAt < this.lastRead) {
+      if (pingedAt <= this.lastRead) {
         pingedAt = now;
         this.send(pingFrame);
         this.watchdog = setTimeout(tick, half);
