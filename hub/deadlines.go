@@ -2,6 +2,7 @@ package hub
 
 import (
 	"container/heap"
+	"slices"
 	"sync"
 	"time"
 )
@@ -67,8 +68,22 @@ func (d *deadlines) clear(s *Session, kind deadlineKind) {
 		return
 	}
 	heap.Remove(&d.queue, i)
+	d.shrinkLocked()
 	// The timer stays set for the removed deadline if it was the first:
 	// expire then finds nothing due and sets it for the next.
+}
+
+// keptDeadlines is the capacity the queue keeps however few deadlines it
+// holds.
+const keptDeadlines = 1024
+
+// shrinkLocked gives back the queue's memory once it holds less than a
+// quarter of its capacity, so that a storm of connections does not leave
+// it at its peak for good. Copying keeps every entry at its index.
+func (d *deadlines) shrinkLocked() {
+	if c := cap(d.queue); c > keptDeadlines && len(d.queue) < c/4 {
+		d.queue = slices.Clone(d.queue)
+	}
 }
 
 // armLocked sets the timer for the earliest deadline. d.mu must be held.
@@ -90,6 +105,7 @@ func (d *deadlines) expire() {
 	for len(d.queue) > 0 && d.queue[0].at <= now {
 		due = append(due, heap.Pop(&d.queue).(deadline))
 	}
+	d.shrinkLocked()
 	if len(d.queue) > 0 {
 		d.armLocked()
 	}

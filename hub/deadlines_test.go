@@ -85,3 +85,34 @@ func TestDeadlines(t *testing.T) {
 		t.Fatalf("%d deadlines left", len(d.queue))
 	}
 }
+
+// TestDeadlinesShrink: once the sessions of a storm are gone, the queue
+// gives back the memory of its peak, and the deadlines left still fire.
+func TestDeadlinesShrink(t *testing.T) {
+	fired := make(chan *Session, 10)
+	d := newDeadlines(func(s *Session, _ deadlineKind) { fired <- s })
+	far := time.Now().Add(time.Hour)
+	ss := make([]*Session, 20000)
+	for i := range ss {
+		ss[i] = &Session{id: fmt.Sprint(i)}
+		d.set(ss[i], far.Add(time.Duration(i)), tokenDeadline)
+	}
+	peak := cap(d.queue)
+	for _, s := range ss[:len(ss)-3] {
+		d.clear(s, anyDeadline)
+	}
+	if got := cap(d.queue); got > keptDeadlines {
+		t.Fatalf("3 deadlines left keep a queue of capacity %d (peak %d)", got, peak)
+	}
+	// The three left fire, now moved to just after now.
+	for _, s := range ss[len(ss)-3:] {
+		d.set(s, time.Now().Add(10*time.Millisecond), tokenDeadline)
+	}
+	for range 3 {
+		select {
+		case <-fired:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a deadline left after the shrink did not fire")
+		}
+	}
+}
