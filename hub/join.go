@@ -54,7 +54,7 @@ func (s *Session) joinRoom(name string, since *protocol.Position, id json.RawMes
 	s.mu.Unlock()
 	if i >= 0 {
 		r.mu.Lock()
-		mem := r.members.get(s)
+		mem, _ := r.members.Get(s)
 		pos := broker.Position{Epoch: mem.epoch, Offset: mem.next - 1}
 		r.mu.Unlock()
 		s.send(&protocol.Joined{Type: protocol.TypeJoined, ID: id, Room: name, Epoch: pos.Epoch, Offset: pos.Offset})
@@ -85,7 +85,7 @@ func (h *Hub) prepareJoin(ctx context.Context, s *Session, name string, since *p
 		return nil, fmt.Errorf("subscribe to %s: %w", name, err)
 	}
 	r.mu.Lock()
-	r.members.set(s, &member{rec: &recovery{}})
+	r.members.Set(s, &member{rec: &recovery{}})
 	r.mu.Unlock()
 	s.mu.Lock()
 	s.rooms = append(s.rooms, sessionRoom{r: r})
@@ -157,7 +157,7 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 			return // the session is closing
 		}
 		r.mu.Lock()
-		mem := r.members.get(s)
+		mem, _ := r.members.Get(s)
 		if mem == nil {
 			r.mu.Unlock()
 			return // the session ended meanwhile
@@ -180,7 +180,7 @@ func (h *Hub) finishJoin(s *Session, j *joining, id json.RawMessage, sendJoined 
 		j.start = pos
 	}
 	defer r.mu.Unlock()
-	mem := r.members.get(s)
+	mem, _ := r.members.Get(s)
 	rec := mem.rec
 	if sendJoined {
 		s.send(&protocol.Joined{Type: protocol.TypeJoined, ID: id, Room: r.name,

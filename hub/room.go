@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/internal/smallmap"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/transport"
 )
@@ -28,8 +29,10 @@ type room struct {
 	// unsubscribed and removed.
 	gone chan struct{}
 
-	mu      sync.Mutex
-	members members
+	mu sync.Mutex
+	// members are the room's local sessions; every session is the one
+	// member of its inbox, hence a smallmap.
+	members smallmap.Map[*Session, *member]
 }
 
 // settled is the closed channel of every room whose subscription is
@@ -130,7 +133,7 @@ func (h *Hub) Deliver(m *broker.Message) {
 	// on.
 	fan := h.transport.Fanout()
 	r.mu.Lock()
-	for s, mem := range r.members.all() {
+	for s, mem := range r.members.All() {
 		if rec := mem.rec; rec != nil {
 			if !rec.overflowed {
 				rec.pending = append(rec.pending, m)
@@ -180,7 +183,7 @@ func (h *Hub) Reset(name string, pos broker.Position) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for s, mem := range r.members.all() {
+	for s, mem := range r.members.All() {
 		if rec := mem.rec; rec != nil {
 			p := pos
 			rec.pendingReset = &p

@@ -102,7 +102,7 @@ func (h *Hub) endSession(s *Session) {
 // removeMember takes s out of r and the room's presence.
 func (h *Hub) removeMember(ctx context.Context, s *Session, r *room) {
 	r.mu.Lock()
-	r.members.remove(s)
+	r.members.Delete(s)
 	r.mu.Unlock()
 	if err := h.broker.RemovePresence(ctx, r.name, s.id); err != nil && !errors.Is(err, broker.ErrClosed) {
 		h.log.Warn("remove presence", "room", r.name, "session", s.id, "err", err)

@@ -15,11 +15,14 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/internal/smallmap"
 )
 
 // roomPresence holds the presence entries this Broker added to one room.
 type roomPresence struct {
-	sessions presenceSessions
+	// sessions maps a session to its entry: most rooms hold one (inboxes)
+	// or two, hence a smallmap.
+	sessions smallmap.Map[string, presenceValue]
 	slot     int // index in Broker.renewOrder
 }
 
@@ -151,7 +154,7 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 		b.mine[room] = rp
 		b.renewOrder = append(b.renewOrder, room)
 	}
-	rp.sessions.set(e.Session, value)
+	rp.sessions.Set(e.Session, value)
 	b.presenceMu.Unlock()
 	if switched || inc != b.currentIncarnation() {
 		// Readers may have removed this Broker's entries while its
@@ -173,8 +176,8 @@ func (b *Broker) RemovePresence(ctx context.Context, room, session string) error
 	defer b.rewriteMu.RUnlock()
 	b.presenceMu.Lock()
 	if rp := b.mine[room]; rp != nil {
-		rp.sessions.delete(session)
-		if rp.sessions.len() == 0 {
+		rp.sessions.Delete(session)
+		if rp.sessions.Len() == 0 {
 			b.forgetRoom(room, rp)
 		}
 	}
@@ -399,7 +402,7 @@ func (b *Broker) rewriteRooms(ctx context.Context, rooms []string) error {
 			continue
 		}
 		args := slices.Clone(head)
-		for session, value := range rp.sessions.all {
+		for session, value := range rp.sessions.All() {
 			args = append(args, session, storedPresence(value, inc))
 			if len(args) >= len(head)+2*presenceBatch {
 				execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room)}, Args: args})
