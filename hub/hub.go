@@ -377,6 +377,20 @@ func (h *Hub) snapshot() []*Session {
 	return out
 }
 
+// sessionsWhere returns the sessions for which keep is true. keep runs
+// under the hub's read lock.
+func (h *Hub) sessionsWhere(keep func(*Session) bool) []*Session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*Session
+	for s := range h.sessions {
+		if keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // DisconnectUser closes every local session of user with close code 4004
 // and returns how many there were.
 func (h *Hub) DisconnectUser(user string) int {

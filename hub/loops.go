@@ -90,14 +90,7 @@ func (h *Hub) every(ctx context.Context, d time.Duration, f func(context.Context
 // slice comes once an interval.
 func (h *Hub) heartbeat(context.Context) {
 	slice := uint8(h.pingTick.Add(1) % h.pingSlices)
-	var sessions []*Session
-	h.mu.RLock()
-	for s := range h.sessions {
-		if s.pingSlice == slice {
-			sessions = append(sessions, s)
-		}
-	}
-	h.mu.RUnlock()
+	sessions := h.sessionsWhere(func(s *Session) bool { return s.pingSlice == slice })
 	deadline := time.Now().Add(-2 * h.cfg.Heartbeat)
 	for _, s := range sessions {
 		if s.conn.LastSeen().Before(deadline) {
@@ -138,14 +131,7 @@ func (h *Hub) Register(ctx context.Context) {
 // since their last save.
 func (h *Hub) flushStates(context.Context) {
 	slice := uint8(h.flushTick.Add(1) % stateFlushSlices)
-	var sessions []*Session
-	h.mu.RLock()
-	for s := range h.sessions {
-		if s.flushSlice == slice {
-			sessions = append(sessions, s)
-		}
-	}
-	h.mu.RUnlock()
+	sessions := h.sessionsWhere(func(s *Session) bool { return s.flushSlice == slice })
 	dirty := sessions[:0]
 	for _, s := range sessions {
 		if s.takeDirty() {
