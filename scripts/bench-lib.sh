@@ -54,6 +54,18 @@ tls_pair() {
 		-addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/tls.key" -out "$OUT/tls.crt" 2>/dev/null
 }
 
+# tls_args sets TLS_FLAGS (the serve flags) and SCHEME (ws or wss) for
+# Switchboard instances, by TLS.
+tls_args() {
+	TLS_FLAGS=()
+	SCHEME=ws
+	if [ -n "${TLS:-}" ]; then
+		tls_pair
+		TLS_FLAGS=(--tls-cert "$OUT/tls.crt" --tls-key "$OUT/tls.key")
+		SCHEME=wss
+	fi
+}
+
 start_redis() {
 	REDIS_PORT=$(freeport)
 	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
@@ -72,18 +84,13 @@ start_servers() {
 	P2=$(freeport)
 	while [ "$P2" = "$P1" ]; do P2=$(freeport); done
 	if [ "$1" = switchboard ]; then
-		local tls=() scheme=ws
-		if [ -n "${TLS:-}" ]; then
-			tls_pair
-			tls=(--tls-cert "$OUT/tls.crt" --tls-key "$OUT/tls.key")
-			scheme=wss
-		fi
+		tls_args
 		for p in "$P1" "$P2"; do
 			env "${SERVE_ENV[@]}" "$SERVE_BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
-				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${tls[@]}" >>"$OUT/servers.log" 2>&1 &
+				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${TLS_FLAGS[@]}" >>"$OUT/servers.log" 2>&1 &
 			PIDS+=($!)
 		done
-		URLS="$scheme://127.0.0.1:$P1/ws,$scheme://127.0.0.1:$P2/ws"
+		URLS="$SCHEME://127.0.0.1:$P1/ws,$SCHEME://127.0.0.1:$P2/ws"
 		AUTH=(--jwt-secret "$SECRET" --api-key "$APIKEY")
 	else
 		for p in "$P1" "$P2"; do

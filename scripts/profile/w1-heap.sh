@@ -29,15 +29,10 @@ scripts/profile/build.sh "$OUT/switchboard-prof"
 
 start_redis
 P1=$(freeport); D1=$(freeport)
-tls=() scheme=ws
-if [ -n "${TLS:-}" ]; then
-	tls_pair
-	tls=(--tls-cert "$OUT/tls.crt" --tls-key "$OUT/tls.key")
-	scheme=wss
-fi
+tls_args
 SWITCHBOARD_DEBUG_MEMPROFILERATE=1 SWITCHBOARD_DEBUG_LISTEN=127.0.0.1:$D1 "$OUT/switchboard-prof" serve \
 	--listen "127.0.0.1:$P1" --redis "redis://127.0.0.1:$REDIS_PORT" --jwt-secret "$SECRET" \
-	--api-key "$APIKEY" --log-level error "${tls[@]}" &
+	--api-key "$APIKEY" --log-level error "${TLS_FLAGS[@]}" &
 PIDS+=($!)
 S1=$!
 waitport "$P1"; waitport "$D1"; sleep 1
@@ -50,7 +45,7 @@ heap() {
 	curl -fsS -o "$OUT/$1.pb.gz" "http://127.0.0.1:$D1/debug/pprof/heap?gc=1"
 }
 heap before
-"$BIN" bench idle --target switchboard --url "$scheme://127.0.0.1:$P1/ws" --jwt-secret "$SECRET" \
+"$BIN" bench idle --target switchboard --url "$SCHEME://127.0.0.1:$P1/ws" --jwt-secret "$SECRET" \
 	--api-key "$APIKEY" --conns "$CONNS" --procs 2 --duration "$((AT + 10))s" --server-pids "$S1" >"$OUT/bench.txt" 2>&1 &
 GEN=$!
 sleep "$AT"

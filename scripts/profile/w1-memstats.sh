@@ -24,17 +24,12 @@ scripts/profile/build.sh "$OUT/switchboard-prof"
 
 start_redis
 P1=$(freeport); P2=$(freeport); D1=$(freeport)
-tls=() scheme=ws
-if [ -n "${TLS:-}" ]; then
-	tls_pair
-	tls=(--tls-cert "$OUT/tls.crt" --tls-key "$OUT/tls.key")
-	scheme=wss
-fi
+tls_args
 for p in "$P1" "$P2"; do
 	debug=()
 	[ "$p" = "$P1" ] && debug=(SWITCHBOARD_DEBUG_LISTEN=127.0.0.1:$D1) # instance 1 is the one measured
 	env "${debug[@]}" "${SERVE_ENV[@]}" "$OUT/switchboard-prof" serve --listen "127.0.0.1:$p" \
-		--redis "redis://127.0.0.1:$REDIS_PORT" --jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${tls[@]}" &
+		--redis "redis://127.0.0.1:$REDIS_PORT" --jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${TLS_FLAGS[@]}" &
 	PIDS+=($!)
 done
 S1=${PIDS[-2]}; S2=${PIDS[-1]}
@@ -46,7 +41,7 @@ snap() {
 	echo "VmRSS $(($(awk '/^VmRSS/ {print $2}' "/proc/$S1/status") * 1024))" >>"$OUT/$1.txt"
 }
 snap before
-"$BIN" bench idle --target switchboard --url "$scheme://127.0.0.1:$P1/ws,$scheme://127.0.0.1:$P2/ws" --jwt-secret "$SECRET" \
+"$BIN" bench idle --target switchboard --url "$SCHEME://127.0.0.1:$P1/ws,$SCHEME://127.0.0.1:$P2/ws" --jwt-secret "$SECRET" \
 	--api-key "$APIKEY" --conns "$CONNS" --procs 2 --duration "$((AT + 65))s" --server-pids "$S1,$S2" >"$OUT/bench.txt" 2>&1 &
 GEN=$!
 sleep "$AT"; snap held
