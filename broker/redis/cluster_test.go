@@ -250,7 +250,7 @@ func testSlowShard(t *testing.T, c *redistest.Cluster) {
 	asleep := time.Now()
 	// The dispatcher reads the slow room's missed messages now (as after
 	// a hole): the read waits for the sleeping master.
-	sub.do(func(d *dispatcher) { d.catchUp(d.rooms[sub.channel(slow)]) })
+	sub.do(func(d *dispatcher) { d.catchUp(d.rooms[slow]) })
 
 	var worst time.Duration
 	n := 0

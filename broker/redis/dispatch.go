@@ -101,10 +101,24 @@ func (b *Broker) parseMarker(s string) (uint64, bool) {
 	return seq, err == nil && seq > 0
 }
 
-// roomState is what the dispatcher knows of a subscribed room.
+// roomState is what the dispatcher knows of a subscribed room. There is
+// one per subscribed room, and every idle connection has its own (its
+// inbox), so it is kept small (TestSizes): what matters only while the
+// room is not ready or catches up lives in slow.
 type roomState struct {
-	name, channel string
-	shard         *shard // the shard whose connection carries the room
+	name  string
+	shard *shard // the shard whose connection carries the room
+	// last is the position of the last message handed to the handlers, or
+	// of the last Reset.
+	last     broker.Position
+	handlers handlerSet
+	// slow is nil while the room is ready, no catch-up is out or asked
+	// for and no message waits: most of the time.
+	slow *roomSlow
+}
+
+// roomSlow is the state of a room that is not ready or catches up.
+type roomSlow struct {
 	// ready is false from SUBSCRIBE until the room's position is known.
 	ready bool
 	// catching is true while a read of the room's missed messages is out
@@ -116,10 +130,27 @@ type roomState struct {
 	// pending holds live messages that wait while the room is not ready
 	// or catching up, in arrival order, at most maxPending.
 	pending []*broker.Message
-	// last is the position of the last message handed to the handlers, or
-	// of the last Reset.
-	last     broker.Position
-	handlers handlerSet
+}
+
+// ready reports whether r's position is known.
+func (r *roomState) ready() bool { return r.slow == nil || r.slow.ready }
+
+// catching reports whether a catch-up read of r is out.
+func (r *roomState) catching() bool { return r.slow != nil && r.slow.catching }
+
+// slowState returns r.slow, made (ready) if r has none.
+func (r *roomState) slowState() *roomSlow {
+	if r.slow == nil {
+		r.slow = &roomSlow{ready: true}
+	}
+	return r.slow
+}
+
+// settle drops r.slow once it holds nothing a ready room needs.
+func (r *roomState) settle() {
+	if sl := r.slow; sl != nil && sl.ready && !sl.catching && !sl.again && len(sl.pending) == 0 {
+		r.slow = nil
+	}
 }
 
 // maxPending bounds the live messages a room keeps while it catches up.
@@ -152,8 +183,11 @@ type heldAdd struct {
 // messages go to the shard's catch-up reader, and their results come back
 // through the queue, while the other rooms keep flowing.
 type dispatcher struct {
-	b     *Broker
-	rooms map[string]*roomState // by channel
+	b *Broker
+	// rooms is by name: the subscribers' strings, so that no channel name
+	// is kept per room (a message's channel is looked up by the room in
+	// it).
+	rooms map[string]*roomState
 	held  []heldAdd
 	// behind holds the rooms whose catch-up failed with nothing waiting to
 	// be delivered; they are tried again at their shard's probe ticks.
@@ -194,15 +228,24 @@ func (d *dispatcher) run(ctx context.Context) {
 		// Messages of these rooms were dropped before the items just
 		// handled were taken: a read from now covers them.
 		for _, ch := range lost {
-			if r := d.rooms[ch]; r != nil {
+			if r := d.room(ch); r != nil {
 				d.catchUpLater(r)
 			}
 		}
 	}
 }
 
+// room returns the state of the room whose channel is channel, or nil.
+func (d *dispatcher) room(channel string) *roomState {
+	name, ok := d.b.roomOfChannel(channel)
+	if !ok {
+		return nil
+	}
+	return d.rooms[name]
+}
+
 func (d *dispatcher) message(channel, payload string) {
-	r := d.rooms[channel]
+	r := d.room(channel)
 	if r == nil {
 		return // unsubscribed meanwhile
 	}
@@ -213,7 +256,7 @@ func (d *dispatcher) message(channel, payload string) {
 		d.catchUpLater(r)
 		return
 	}
-	if !r.ready {
+	if !r.ready() {
 		d.wait(r, m)
 		return
 	}
@@ -223,18 +266,19 @@ func (d *dispatcher) message(channel, payload string) {
 // wait keeps m until r is ready or caught up, unless too many wait
 // already: then they are all dropped and r is caught up once more later.
 func (d *dispatcher) wait(r *roomState, m *broker.Message) {
-	if len(r.pending) >= maxPending {
-		clear(r.pending)
-		r.pending = r.pending[:0]
-		r.again = true
+	sl := r.slowState()
+	if len(sl.pending) >= maxPending {
+		clear(sl.pending)
+		sl.pending = sl.pending[:0]
+		sl.again = true
 		return
 	}
-	r.pending = append(r.pending, m)
+	sl.pending = append(sl.pending, m)
 }
 
 // handle dispatches m, a live message of r, keeping r continuous.
 func (d *dispatcher) handle(r *roomState, m *broker.Message) {
-	if r.catching {
+	if r.catching() {
 		d.wait(r, m)
 		return
 	}
@@ -258,14 +302,14 @@ func (d *dispatcher) handle(r *roomState, m *broker.Message) {
 
 func (d *dispatcher) deliver(r *roomState, m *broker.Message) {
 	r.last = m.Position()
-	for _, h := range r.handlers {
+	for h := range r.handlers.all() {
 		h.Deliver(m)
 	}
 }
 
 func (d *dispatcher) reset(r *roomState, pos broker.Position) {
 	r.last = pos
-	for _, h := range r.handlers {
+	for h := range r.handlers.all() {
 		h.Reset(r.name, pos)
 	}
 }
@@ -274,7 +318,8 @@ func (d *dispatcher) reset(r *roomState, pos broker.Position) {
 // history after r.last are read off the dispatch path.
 func (d *dispatcher) catchUp(r *roomState) {
 	d.seq++
-	r.catching, r.again, r.catchSeq = true, false, d.seq
+	sl := r.slowState()
+	sl.catching, sl.again, sl.catchSeq = true, false, d.seq
 	delete(d.behind, r)
 	d.b.metrics.catchUps.Inc()
 	r.shard.catchUps.add(catchUpJob{r: r, seq: d.seq, room: r.name, after: r.last})
@@ -283,8 +328,8 @@ func (d *dispatcher) catchUp(r *roomState) {
 // catchUpLater catches r up now, or after the read that is out (or, before
 // r is ready, after it is).
 func (d *dispatcher) catchUpLater(r *roomState) {
-	if !r.ready || r.catching {
-		r.again = true
+	if !r.ready() || r.catching() {
+		r.slow.again = true // r.slow is there: r is not ready or catching
 		return
 	}
 	d.catchUp(r)
@@ -296,13 +341,15 @@ func (d *dispatcher) catchUpLater(r *roomState) {
 // otherwise r is left behind for the shard's next probe tick.
 func (d *dispatcher) caughtUp(j catchUpJob, h broker.History, err error) {
 	r := j.r
-	if d.rooms[r.channel] != r || !r.catching || r.catchSeq != j.seq {
+	if d.rooms[r.name] != r || !r.catching() || r.slow.catchSeq != j.seq {
 		return // dropped, moved or superseded meanwhile
 	}
-	r.catching = false
+	defer r.settle()
+	sl := r.slow
+	sl.catching = false
 	if err != nil {
 		d.b.metrics.catchUpFailures.Inc()
-		if len(r.pending) == 0 && !r.again {
+		if len(sl.pending) == 0 && !sl.again {
 			d.b.log.Warn("read missed messages", "room", r.name, "err", err)
 			d.behind[r] = struct{}{}
 			return
@@ -313,15 +360,23 @@ func (d *dispatcher) caughtUp(j catchUpJob, h broker.History, err error) {
 		d.advance(r, h)
 		d.flush(r)
 	}
-	if r.again && !r.catching {
+	d.catchUpAgain(r)
+}
+
+// catchUpAgain catches r up if that was asked for while it could not be.
+func (d *dispatcher) catchUpAgain(r *roomState) {
+	if sl := r.slow; sl != nil && sl.again && !sl.catching {
 		d.catchUp(r)
 	}
 }
 
 // flush dispatches the messages that waited for r.
 func (d *dispatcher) flush(r *roomState) {
-	pending := r.pending
-	r.pending = nil
+	if r.slow == nil {
+		return
+	}
+	pending := r.slow.pending
+	r.slow.pending = nil
 	for _, m := range pending {
 		d.handle(r, m)
 	}
@@ -330,8 +385,11 @@ func (d *dispatcher) flush(r *roomState) {
 // giveUp dispatches the messages that waited for r without the messages
 // before them, which could not be read: a Reset before each gap.
 func (d *dispatcher) giveUp(r *roomState) {
-	pending := r.pending
-	r.pending = nil
+	if r.slow == nil {
+		return
+	}
+	pending := r.slow.pending
+	r.slow.pending = nil
 	for _, m := range pending {
 		if m.Epoch == r.last.Epoch && m.Offset <= r.last.Offset {
 			continue
@@ -375,17 +433,16 @@ func (d *dispatcher) advance(r *roomState, h broker.History) {
 // expect starts tracking rooms about to be subscribed on shard s.
 func (d *dispatcher) expect(rooms []string, s *shard) {
 	for _, name := range rooms {
-		ch := d.b.channel(name)
-		d.rooms[ch] = &roomState{name: name, channel: ch, shard: s}
+		d.rooms[name] = &roomState{name: name, shard: s, slow: &roomSlow{}}
 	}
 }
 
 // drop stops tracking rooms.
 func (d *dispatcher) drop(rooms []string) {
 	for _, name := range rooms {
-		if r := d.rooms[d.b.channel(name)]; r != nil {
+		if r := d.rooms[name]; r != nil {
 			delete(d.behind, r)
-			delete(d.rooms, r.channel)
+			delete(d.rooms, name)
 		}
 	}
 }
@@ -394,10 +451,10 @@ func (d *dispatcher) drop(rooms []string) {
 // still out on the old shard is superseded: s catches them up afresh.
 func (d *dispatcher) move(rooms []string, s *shard) {
 	for _, name := range rooms {
-		if r := d.rooms[d.b.channel(name)]; r != nil {
+		if r := d.rooms[name]; r != nil {
 			r.shard = s
-			if r.catching {
-				r.catching, r.again = false, true
+			if r.catching() {
+				r.slow.catching, r.slow.again = false, true
 			}
 		}
 	}
@@ -411,19 +468,20 @@ func (d *dispatcher) move(rooms []string, s *shard) {
 // effect, so it arrives on the pub/sub connection (or, if that breaks, is
 // read from history by the catch-up that follows).
 func (d *dispatcher) init(room string, pos broker.Position, hs []broker.Handler) {
-	r := d.rooms[d.b.channel(room)]
+	r := d.rooms[room]
 	if r == nil {
 		return
 	}
-	r.ready = true
+	if r.slow != nil {
+		r.slow.ready = true
+	}
 	r.last = pos
 	for _, h := range hs {
 		r.handlers.add(h)
 	}
 	d.flush(r)
-	if r.again && !r.catching {
-		d.catchUp(r)
-	}
+	d.catchUpAgain(r)
+	r.settle()
 }
 
 // hold queues handlers for rooms already subscribed on shard s until its
@@ -451,7 +509,7 @@ func (d *dispatcher) releaseIf(due func(a heldAdd) bool) {
 			continue
 		}
 		for _, p := range a.pairs {
-			if r := d.rooms[d.b.channel(p.room)]; r != nil {
+			if r := d.rooms[p.room]; r != nil {
 				r.handlers.add(p.h)
 			}
 		}
@@ -474,7 +532,7 @@ func (d *dispatcher) remove(pairs []pair) {
 	gone := make(map[pair]bool, len(pairs))
 	for _, p := range pairs {
 		gone[p] = true
-		if r := d.rooms[d.b.channel(p.room)]; r != nil {
+		if r := d.rooms[p.room]; r != nil {
 			r.handlers.remove(p.h)
 		}
 	}
@@ -496,7 +554,7 @@ func (d *dispatcher) remove(pairs []pair) {
 func (d *dispatcher) resync(s *shard, seq uint64, rooms []string) {
 	d.release(s, seq)
 	for _, name := range rooms {
-		if r := d.rooms[d.b.channel(name)]; r != nil {
+		if r := d.rooms[name]; r != nil {
 			d.catchUpLater(r)
 		}
 	}

@@ -171,6 +171,7 @@
 // moveMu comes before everything else. restoreMu comes before rewriteMu,
 // which comes before presenceMu; presenceMu, shardsMu, each shard's subMu,
 // each catch-up reader's lock and the queue's lock are leaves. The shards'
-// tables and the rooms' positions have one owner goroutine each and no
-// lock.
+// tables have one owner goroutine each, which changes them holding subMu
+// (for its pub/sub connection's reader) and reads them without it; the
+// rooms' positions have one owner goroutine and no lock.
 package redis

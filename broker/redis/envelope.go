@@ -21,6 +21,17 @@ func (b *Broker) metaKey(room string) string     { return b.roomKey(room, "meta"
 func (b *Broker) logKey(room string) string      { return b.roomKey(room, "log") }
 func (b *Broker) channel(room string) string     { return b.roomKey(room, "ch") }
 func (b *Broker) presenceKey(room string) string { return b.roomKey(room, "members") }
+
+// roomOfChannel returns the room of ch, a part of ch's string, and true if
+// ch is a room's channel.
+func (b *Broker) roomOfChannel(ch string) (string, bool) {
+	rest, ok := strings.CutPrefix(ch, b.cfg.Prefix+":{")
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, "}:ch")
+}
+
 func (b *Broker) idemKey(room, key string) string {
 	return b.roomKey(room, "idem:"+key)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -323,5 +324,31 @@ func TestBroker_PresenceKeysRenewed(t *testing.T) {
 		return err == nil && n == "0"
 	}) {
 		t.Errorf("a presence key of a closed Broker still exists %v later", 10*time.Second)
+	}
+}
+
+// TestRoomPresence checks the values a room's entries are written with,
+// whether an entry names the Broker's own instance or another, while
+// entries are replaced and removed.
+func TestRoomPresence(t *testing.T) {
+	b := &Broker{cfg: Config{InstanceID: "i_1"}}
+	var rp roomPresence
+	check := func(step string, want map[string]string) {
+		t.Helper()
+		got := maps.Collect(rp.stored(b, "inc"))
+		if !maps.Equal(got, want) {
+			t.Fatalf("%s: stored %q, want %q", step, got, want)
+		}
+	}
+	rp.set(b, "s_1", "al", "i_1")
+	rp.set(b, "s_2", "bo", "i_2")
+	check("own and other instance", map[string]string{"s_1": "al\x00i_1\x00inc", "s_2": "bo\x00i_2\x00inc"})
+	rp.set(b, "s_2", "bo", "i_1")
+	rp.set(b, "s_1", "al", "i_3")
+	check("instances swapped", map[string]string{"s_1": "al\x00i_3\x00inc", "s_2": "bo\x00i_1\x00inc"})
+	rp.remove("s_1")
+	check("other removed", map[string]string{"s_2": "bo\x00i_1\x00inc"})
+	if len(rp.instances) != 0 {
+		t.Errorf("instances after the other instance's entry left: %v", rp.instances)
 	}
 }

@@ -49,14 +49,19 @@ type shard struct {
 	live       atomic.Bool  // the pub/sub connection is up and subscribed
 	markerSeen atomic.Int64 // unix nanoseconds when a probe marker last came back
 
-	// subscribed holds the channels subscribed on the current connection,
-	// so that the connection's reader tells a subscription the server
-	// dropped (a slot that moved) from one the shard gave up.
-	subMu      sync.Mutex
-	subscribed map[string]bool
+	// subs is the table: the rooms the shard carries, by name, with their
+	// handlers; new rooms that serveSubscribe is subscribing are in it
+	// without handlers until it settles them. conn numbers the current
+	// connection (newConn). The connection's reader reads both, to tell a
+	// subscription the server dropped (a slot that moved) from one the
+	// shard gave up: a room's channel is unsubscribed after the room left
+	// the table, and a connection being closed is not the current one.
+	// Only the shard's goroutine changes them, holding subMu.
+	subMu sync.Mutex
+	subs  map[string]handlerSet
+	conn  uint64
 
 	// Owned by the shard's goroutine.
-	subs    map[string]handlerSet
 	probe   string // this instance's probe channel on the shard
 	dc      rueidis.DedicatedClient
 	dead    <-chan error
@@ -83,18 +88,49 @@ const maxBatch = 1024
 func newShard(b *Broker, addr string, client rueidis.Client) *shard {
 	s := &shard{
 		b: b, addr: addr, client: client, own: client != b.client,
-		started:    make(chan struct{}),
-		stopped:    make(chan struct{}),
-		quit:       make(chan struct{}),
-		requests:   make(chan *part),
-		drains:     make(chan chan struct{}),
-		ctl:        make(chan func()),
-		lost:       make(chan struct{}, 1),
-		subscribed: make(map[string]bool),
-		subs:       make(map[string]handlerSet),
+		started:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		quit:     make(chan struct{}),
+		requests: make(chan *part),
+		drains:   make(chan chan struct{}),
+		ctl:      make(chan func()),
+		lost:     make(chan struct{}, 1),
+		subs:     make(map[string]handlerSet),
 	}
 	s.catchUps = newCatcher(b, s)
 	return s
+}
+
+// setSubs sets room's handlers in the table; a room left with none goes.
+func (s *shard) setSubs(room string, set handlerSet) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if set.len() == 0 {
+		delete(s.subs, room)
+		return
+	}
+	s.subs[room] = set
+}
+
+// dropPending takes the rooms without handlers (being subscribed) out of
+// the table.
+func (s *shard) dropPending(rooms []string) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	for _, room := range rooms {
+		if set, ok := s.subs[room]; ok && set.len() == 0 {
+			delete(s.subs, room)
+		}
+	}
+}
+
+// newConn records that the current connection, if any, is current no
+// more, and returns the number of the next one.
+func (s *shard) newConn() uint64 {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.conn++
+	return s.conn
 }
 
 // name describes the shard in logs and errors.
@@ -222,10 +258,11 @@ func (s *shard) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	conn := s.newConn()
 	dc, _ := s.client.Dedicate()
 	dead := dc.SetPubSubHooks(rueidis.PubSubHooks{
 		OnMessage:      func(m rueidis.PubSubMessage) { s.onMessage(probe, m) },
-		OnSubscription: s.onSubscription,
+		OnSubscription: func(sub rueidis.PubSubSubscription) { s.onSubscription(conn, probe, sub) },
 	})
 	rooms := s.ownedRooms(t)
 	channels := make([]string, 0, len(rooms)+1)
@@ -234,9 +271,7 @@ func (s *shard) connect(ctx context.Context) error {
 		channels = append(channels, s.b.channel(room))
 	}
 	if err := s.subscribe(ctx, dc, channels); err != nil {
-		s.subMu.Lock()
-		clear(s.subscribed)
-		s.subMu.Unlock()
+		s.newConn()
 		s.closing.Go(dc.Close)
 		return err
 	}
@@ -287,9 +322,7 @@ func (s *shard) disconnect() {
 		return
 	}
 	s.live.Store(false)
-	s.subMu.Lock()
-	clear(s.subscribed)
-	s.subMu.Unlock()
+	s.newConn()
 	dc := s.dc
 	s.closing.Go(dc.Close)
 	s.dc, s.dead = nil, nil
@@ -301,11 +334,6 @@ func (s *shard) disconnect() {
 // Redis has executed it: every message published from then on is sent to
 // this connection.
 func (s *shard) subscribe(ctx context.Context, dc rueidis.DedicatedClient, channels []string) error {
-	s.subMu.Lock()
-	for _, ch := range channels {
-		s.subscribed[ch] = true
-	}
-	s.subMu.Unlock()
 	for batch := range s.batches(channels) {
 		cmds := make(rueidis.Commands, len(batch))
 		for i, chs := range batch {
@@ -323,16 +351,15 @@ func (s *shard) subscribe(ctx context.Context, dc rueidis.DedicatedClient, chann
 	return nil
 }
 
-// unsubscribe sends SUNSUBSCRIBE for channels; rueidis returns once every
-// confirmation has arrived.
-func (s *shard) unsubscribe(ctx context.Context, channels []string) {
-	s.subMu.Lock()
-	for _, ch := range channels {
-		delete(s.subscribed, ch)
-	}
-	s.subMu.Unlock()
+// unsubscribe sends SUNSUBSCRIBE for the channels of rooms, which have
+// left the table; rueidis returns once every confirmation has arrived.
+func (s *shard) unsubscribe(ctx context.Context, rooms []string) {
 	if s.dc == nil {
 		return
+	}
+	channels := make([]string, len(rooms))
+	for i, room := range rooms {
+		channels[i] = s.b.channel(room)
 	}
 	for batch := range s.batches(channels) {
 		cmds := make(rueidis.Commands, len(batch))
@@ -396,16 +423,23 @@ func (s *shard) onMessage(probe string, m rueidis.PubSubMessage) {
 	s.b.queue.push(item{shard: s, channel: m.Channel, payload: m.Message})
 }
 
-// onSubscription is the pub/sub connection's subscription hook: a
-// sunsubscribe for a channel the shard still wants means the server
-// dropped it (its slot moved to another master, or the server became a
-// replica).
-func (s *shard) onSubscription(sub rueidis.PubSubSubscription) {
+// onSubscription is the subscription hook of pub/sub connection number
+// conn, whose probe channel is probe: a sunsubscribe on the current
+// connection for a channel the shard still wants means the server dropped
+// it (its slot moved to another master, or the server became a replica).
+func (s *shard) onSubscription(conn uint64, probe string, sub rueidis.PubSubSubscription) {
 	if sub.Kind != "sunsubscribe" {
 		return
 	}
 	s.subMu.Lock()
-	wanted := s.subscribed[sub.Channel]
+	wanted := false
+	if conn == s.conn {
+		if room, ok := s.b.roomOfChannel(sub.Channel); ok {
+			_, wanted = s.subs[room]
+		} else {
+			wanted = sub.Channel == probe
+		}
+	}
 	s.subMu.Unlock()
 	if wanted {
 		select {
@@ -506,7 +540,8 @@ func (s *shard) ready() error {
 func (s *shard) release(ctx context.Context, t *topology) map[string]handlerSet {
 	var out map[string]handlerSet
 	s.call(ctx, func() {
-		var channels []string
+		var rooms []string
+		s.subMu.Lock()
 		for room, hs := range s.subs {
 			if o := t.owner(s.b.roomSlot(room)); o == nil || o == s {
 				continue
@@ -516,10 +551,11 @@ func (s *shard) release(ctx context.Context, t *topology) map[string]handlerSet 
 			}
 			out[room] = hs
 			delete(s.subs, room)
-			channels = append(channels, s.b.channel(room))
+			rooms = append(rooms, room)
 		}
-		if len(channels) > 0 {
-			s.unsubscribe(ctx, channels)
+		s.subMu.Unlock()
+		if len(rooms) > 0 {
+			s.unsubscribe(ctx, rooms)
 		}
 	})
 	return out
@@ -533,10 +569,10 @@ func (s *shard) adopt(ctx context.Context, rooms map[string]handlerSet) {
 		names := make([]string, 0, len(rooms))
 		for room, hs := range rooms {
 			set := s.subs[room]
-			for _, h := range hs {
+			for h := range hs.all() {
 				set.add(h)
 			}
-			s.subs[room] = set
+			s.setSubs(room, set)
 			names = append(names, room)
 		}
 		s.b.do(func(d *dispatcher) { d.move(names, s) })

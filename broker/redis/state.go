@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -19,17 +20,59 @@ import (
 )
 
 // roomPresence holds the presence entries this Broker added to one room.
+// Every idle connection has one (its inbox), so an entry holds only what it
+// must: the caller's strings (no value built from them), and its instance
+// only if that is not the Broker's own (Config.InstanceID, which is what
+// the hub's entries name).
 type roomPresence struct {
-	// sessions maps a session to its entry: most rooms hold one (inboxes)
+	// sessions maps a session to its user: most rooms hold one (inboxes)
 	// or two, hence a smallmap.
-	sessions smallmap.Map[string, presenceValue]
-	slot     int // index in Broker.renewOrder
+	sessions smallmap.Map[string, string]
+	// instances maps the sessions whose instance is not the Broker's to
+	// theirs; nil while there are none.
+	instances map[string]string
+	slot      int // index in Broker.renewOrder
+}
+
+// set records session's entry.
+func (rp *roomPresence) set(b *Broker, session, user, instance string) {
+	rp.sessions.Set(session, user)
+	if instance != b.cfg.InstanceID {
+		if rp.instances == nil {
+			rp.instances = make(map[string]string)
+		}
+		rp.instances[session] = instance
+	} else if rp.instances != nil {
+		delete(rp.instances, session)
+	}
+}
+
+// remove removes session's entry.
+func (rp *roomPresence) remove(session string) {
+	rp.sessions.Delete(session)
+	delete(rp.instances, session)
+}
+
+// stored yields each entry's session and its value as stored in the room's
+// hash (see storedPresence).
+func (rp *roomPresence) stored(b *Broker, incarnation string) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for session, user := range rp.sessions.All() {
+			instance, ok := rp.instances[session]
+			if !ok {
+				instance = b.cfg.InstanceID
+			}
+			if !yield(session, storedPresence(user, instance, incarnation)) {
+				return
+			}
+		}
+	}
 }
 
 // storedPresence is how an entry is stored in the room's hash:
 // "user\0instance\0incarnation".
-func storedPresence(v presenceValue, incarnation string) string {
-	return v.user + "\x00" + v.instance + "\x00" + incarnation
+func storedPresence(user, instance, incarnation string) string {
+	return user + "\x00" + instance + "\x00" + incarnation
 }
 
 // currentIncarnation returns the incarnation new entries name.
@@ -123,7 +166,6 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 	if e.Session == "" {
 		return fmt.Errorf("%s: empty session", op)
 	}
-	value := presenceValue{e.User, e.Instance}
 	b.rewriteMu.RLock()
 	defer b.rewriteMu.RUnlock()
 	// The incarnation first: readers must find it live once the entry
@@ -143,7 +185,7 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 	ctx, cancel := b.timeout(ctx)
 	defer cancel()
 	err := presenceAddScript.Exec(ctx, b.client, []string{b.presenceKey(room)},
-		[]string{b.presenceKeyTTLms, e.Session, storedPresence(value, inc)}).Error()
+		[]string{b.presenceKeyTTLms, e.Session, storedPresence(e.User, e.Instance, inc)}).Error()
 	if err != nil {
 		return b.fail(op, ctx, err)
 	}
@@ -154,7 +196,7 @@ func (b *Broker) AddPresence(ctx context.Context, room string, e broker.Presence
 		b.mine[room] = rp
 		b.renewOrder = append(b.renewOrder, room)
 	}
-	rp.sessions.Set(e.Session, value)
+	rp.set(b, e.Session, e.User, e.Instance)
 	b.presenceMu.Unlock()
 	if switched || inc != b.currentIncarnation() {
 		// Readers may have removed this Broker's entries while its
@@ -176,7 +218,7 @@ func (b *Broker) RemovePresence(ctx context.Context, room, session string) error
 	defer b.rewriteMu.RUnlock()
 	b.presenceMu.Lock()
 	if rp := b.mine[room]; rp != nil {
-		rp.sessions.Delete(session)
+		rp.remove(session)
 		if rp.sessions.Len() == 0 {
 			b.forgetRoom(room, rp)
 		}
@@ -402,8 +444,8 @@ func (b *Broker) rewriteRooms(ctx context.Context, rooms []string) error {
 			continue
 		}
 		args := slices.Clone(head)
-		for session, value := range rp.sessions.All() {
-			args = append(args, session, storedPresence(value, inc))
+		for session, value := range rp.stored(b, inc) {
+			args = append(args, session, value)
 			if len(args) >= len(head)+2*presenceBatch {
 				execs = append(execs, rueidis.LuaExec{Keys: []string{b.presenceKey(room)}, Args: args})
 				args = slices.Clone(head)

@@ -234,10 +234,9 @@ func (s *shard) serveUnsubscribe(ctx context.Context, parts []*part) {
 				continue
 			}
 			set.remove(p.h)
-			s.subs[room] = set
+			s.setSubs(room, set)
 			pairs = append(pairs, pair{p.h, room})
-			if len(set) == 0 {
-				delete(s.subs, room)
+			if set.len() == 0 {
 				emptied = append(emptied, room)
 			}
 		}
@@ -250,11 +249,7 @@ func (s *shard) serveUnsubscribe(ctx context.Context, parts []*part) {
 		}
 	})
 	if len(emptied) > 0 {
-		channels := make([]string, len(emptied))
-		for i, room := range emptied {
-			channels[i] = s.b.channel(room)
-		}
-		s.unsubscribe(ctx, channels)
+		s.unsubscribe(ctx, emptied)
 	}
 }
 
@@ -365,11 +360,8 @@ func (s *shard) serveSubscribe(ctx context.Context, parts []*part) {
 		}
 		if len(unused) > 0 {
 			s.b.do(func(d *dispatcher) { d.drop(unused) })
-			channels := make([]string, len(unused))
-			for i, room := range unused {
-				channels[i] = s.b.channel(room)
-			}
-			s.unsubscribe(ctx, channels)
+			s.dropPending(unused)
+			s.unsubscribe(ctx, unused)
 		}
 	}
 	for _, p := range parts {
@@ -380,7 +372,7 @@ func (s *shard) serveSubscribe(ctx context.Context, parts []*part) {
 		for _, pr := range p.added {
 			set := s.subs[pr.room]
 			set.add(pr.h)
-			s.subs[pr.room] = set
+			s.setSubs(pr.room, set)
 		}
 		if !p.answer(nil) && len(p.added) > 0 {
 			// The caller gave up waiting and was told it failed: undo.
@@ -402,6 +394,13 @@ func (s *shard) subscribeRooms(ctx context.Context, rooms []string) ([]broker.Po
 		channels[i] = s.b.channel(room)
 	}
 	s.b.do(func(d *dispatcher) { d.expect(rooms, s) })
+	// In the table without handlers, so that the connection's reader
+	// tells if the server drops them before serveSubscribe settles them.
+	s.subMu.Lock()
+	for _, room := range rooms {
+		s.subs[room] = handlerSet{}
+	}
+	s.subMu.Unlock()
 	err := s.subscribe(ctx, s.dc, channels)
 	var positions []broker.Position
 	if err == nil {
@@ -409,7 +408,8 @@ func (s *shard) subscribeRooms(ctx context.Context, rooms []string) ([]broker.Po
 	}
 	if err != nil {
 		s.b.do(func(d *dispatcher) { d.drop(rooms) })
-		s.unsubscribe(ctx, channels)
+		s.dropPending(rooms)
+		s.unsubscribe(ctx, rooms)
 		return nil, err
 	}
 	return positions, nil
