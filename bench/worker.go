@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -254,7 +258,29 @@ func (w *worker) connEnded(c *conn, err error) {
 		w.note(fmt.Sprintf("connection closed by the server: %d %s", ce.Code, ce.Text))
 		return
 	}
-	w.note("connection dropped")
+	w.note("connection dropped: " + dropReason(err))
+}
+
+// dropReason names how a connection ended without a close frame, without
+// the addresses an error's text holds (notes are counted by their text).
+func dropReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset by the peer"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed without a close frame"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "read deadline passed"
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return "timed out in TCP (ETIMEDOUT)"
+	default:
+		// The text after the last colon leaves out "read tcp a->b".
+		text := err.Error()
+		if i := strings.LastIndex(text, ": "); i >= 0 {
+			text = text[i+2:]
+		}
+		return fmt.Sprintf("%s (%T)", text, err)
+	}
 }
 
 // senderCount is how many goroutines write publishes for a worker.
