@@ -58,6 +58,8 @@ const (
 	// unless Config.AcceptRate says otherwise (docs/operations.md,
 	// "Admission").
 	DefaultAcceptRate = 5000
+	// DefaultMaxWriteDelay is Config.MaxWriteDelay's default.
+	DefaultMaxWriteDelay = transport.DefaultMaxWriteDelay
 )
 
 // headerSlack is what net/http adds to http.Server.MaxHeaderBytes before it
@@ -145,6 +147,10 @@ type Config struct {
 	// MaxQueuedBytes is the instance's ceiling on frames queued for all its
 	// sessions (see hub.Config). Default: no ceiling.
 	MaxQueuedBytes int64
+	// MaxWriteDelay is the longest a saturated instance holds back a
+	// session's next write to send more in it (see hub.Config). Default:
+	// 64ms; negative: never.
+	MaxWriteDelay time.Duration
 
 	// HTTP limits (PROTOCOL.md is silent; docs/operations.md, "HTTP
 	// limits"). They apply to the listener given to Serve and to
@@ -322,7 +328,8 @@ func New(cfg Config) (*Instance, error) {
 		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID, Address: cfg.Address,
 		AllowedOrigins: cfg.AllowedOrigins, MaxFrameBytes: cfg.MaxFrameBytes, MaxRooms: cfg.MaxRooms,
 		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
-		HelloTimeout: cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
+		MaxWriteDelay: cfg.MaxWriteDelay,
+		HelloTimeout:  cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
 		HistorySize: cfg.HistorySize, NoDirect: cfg.NoDirect,
 		MaxConns: maxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConnsPerUser: cfg.MaxConnsPerUser,
 		TrustedProxies: cfg.TrustedProxies, AcceptRate: acceptRate, AcceptBurst: cfg.AcceptBurst, AcceptQueue: cfg.AcceptQueue,

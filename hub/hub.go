@@ -103,6 +103,10 @@ type Config struct {
 	NoDirect bool
 	// WriteTimeout bounds each socket write. Default: 10s.
 	WriteTimeout time.Duration
+	// MaxWriteDelay is the longest the server holds back a session's next
+	// write while its writers are saturated, so that more messages go out
+	// in one write (see transport.Config). Default: 64ms; negative: never.
+	MaxWriteDelay time.Duration
 	// BrokerTimeout bounds each broker call made for a client, publishes
 	// excepted (see Hub.publish). Default: 5s.
 	BrokerTimeout time.Duration
@@ -277,7 +281,8 @@ func New(cfg Config) (*Hub, error) {
 	h.pingSlices = pingSlices(cfg.Heartbeat)
 	tr, err := transport.NewServer(transport.Config{
 		MaxMessageBytes: cfg.MaxFrameBytes, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
-		WriteTimeout: cfg.WriteTimeout, Rate: cfg.Rate, Burst: cfg.Burst, Metrics: cfg.TransportMetrics,
+		WriteTimeout: cfg.WriteTimeout, MaxWriteDelay: cfg.MaxWriteDelay, Rate: cfg.Rate, Burst: cfg.Burst,
+		Metrics: cfg.TransportMetrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)

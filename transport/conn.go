@@ -101,11 +101,15 @@ type Conn struct {
 	// fd is the socket's descriptor for the poller, or -1. registered is
 	// set once the poller knows the connection (the reading side's);
 	// parked is set while it waits there for input.
-	fd         int
+	fd         int32
 	registered bool
 	// netClosed is set once the socket is closed; guarded by pollMu.
 	netClosed bool
 	parked    atomic.Bool
+	// wroteAt is when a flusher worker last wrote the socket, on the
+	// flusher's millisecond clock (see pace.go); only the worker that
+	// holds the write side touches it.
+	wroteAt uint32
 	// pollMu orders arming the descriptor in the poller against closing
 	// the socket. The kernel gives a closed descriptor's number to the
 	// next socket it opens, so arming after the close could register

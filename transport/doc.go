@@ -26,6 +26,13 @@
 // without raw sockets, always use that blocking writer. A write that times
 // out closes the connection as a slow consumer (4008).
 //
+// While the flusher's workers are busy most of the time, the machine is
+// saturated and writes are paced (pace.go): a connection written less than
+// the pacing interval ago waits until the interval has passed, and
+// everything queued for it meanwhile goes out in the same write. The
+// interval grows while the workers stay busy, up to Config.MaxWriteDelay,
+// and is 0 as soon as they are not.
+//
 // Send never blocks: a frame that would overflow the queue closes the
 // connection with 4008. SendWait, for answers a client asked for
 // (replays, history), waits for room instead, so that a client that reads

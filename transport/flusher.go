@@ -3,6 +3,8 @@ package transport
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // flusher writes the queued frames of connections from a few shared
@@ -13,6 +15,11 @@ import (
 // its own (Conn.writeLoop) for the rest, so one slow client never holds up
 // the others. Workers exist only while there is work: an idle server has
 // none.
+//
+// Under load the flusher paces its writes (see pace): while its workers
+// are busy most of the time, a connection written less than the pacing
+// interval ago waits until the interval has passed, and what is queued for
+// it meanwhile goes out in the same write.
 type flusher struct {
 	mu sync.Mutex
 	// ready[head:] are the connections waiting for a worker.
@@ -21,15 +28,45 @@ type flusher struct {
 	workers int
 	max     int
 	wires   *sync.Pool
+
+	// maxDelay is the longest pacing interval; 0 turns pacing off.
+	maxDelay time.Duration
+	// epoch starts the millisecond clock of Conn.wroteAt.
+	epoch time.Time
+	// interval is the pacing interval in milliseconds, 0 when off. The
+	// workers read it without the lock; it changes under it.
+	interval atomic.Uint32
+	// The current window of the busy measure: when it began, and how long
+	// the workers were busy in it (nanoseconds, on the epoch clock).
+	windowStart int64
+	busy        int64
+	busyBefore  bool // the window before was busy (see nextInterval)
+	// waiting are the connections set aside by pacing; timer puts them
+	// back in ready when they are due, armed for armedAt (0: not armed).
+	waiting pacedHeap
+	timer   *time.Timer
+	armedAt int64
+}
+
+// paced is a connection set aside until due (epoch nanoseconds).
+type paced struct {
+	c   *Conn
+	due int64
 }
 
 // flushChunk is how many connections a worker takes from the queue at a
 // time.
 const flushChunk = 32
 
-func newFlusher(wires *sync.Pool) *flusher {
-	return &flusher{max: runtime.GOMAXPROCS(0), wires: wires}
+func newFlusher(wires *sync.Pool, maxDelay time.Duration) *flusher {
+	f := &flusher{max: runtime.GOMAXPROCS(0), wires: wires, epoch: time.Now(), maxDelay: max(0, maxDelay)}
+	f.timer = time.AfterFunc(time.Hour, f.release)
+	f.timer.Stop()
+	return f
 }
+
+// now is the time on the flusher's clock, in nanoseconds.
+func (f *flusher) now() int64 { return int64(time.Since(f.epoch)) }
 
 // schedule queues connections whose write side the caller has claimed,
 // and starts workers for them.
@@ -38,6 +75,16 @@ func (f *flusher) schedule(conns ...*Conn) {
 		return
 	}
 	f.mu.Lock()
+	start := f.readyLocked(conns...)
+	f.mu.Unlock()
+	for range start {
+		go f.work()
+	}
+}
+
+// readyLocked queues conns and returns how many workers to start for
+// them. f.mu must be held.
+func (f *flusher) readyLocked(conns ...*Conn) (start int) {
 	if f.head > 0 && f.head >= len(f.ready)/2 {
 		// Under steady load the queue may never run empty: drop the taken
 		// front now and then, so that the slice does not grow for ever.
@@ -46,12 +93,9 @@ func (f *flusher) schedule(conns ...*Conn) {
 		f.ready, f.head = f.ready[:n], 0
 	}
 	f.ready = append(f.ready, conns...)
-	start := min(f.max-f.workers, (len(f.ready)-f.head+flushChunk-1)/flushChunk)
+	start = min(f.max-f.workers, (len(f.ready)-f.head+flushChunk-1)/flushChunk)
 	f.workers += start
-	f.mu.Unlock()
-	for range start {
-		go f.work()
-	}
+	return start
 }
 
 // work flushes queued connections until there are none left.
@@ -59,8 +103,12 @@ func (f *flusher) work() {
 	w := f.wires.Get().(*wire)
 	defer putWire(f.wires, w)
 	var batch [flushChunk]*Conn
+	mark := f.now()
 	for {
 		f.mu.Lock()
+		now := f.now()
+		f.account(now - mark)
+		mark = now
 		n := min(len(f.ready)-f.head, flushChunk)
 		if n == 0 {
 			f.workers--
@@ -76,11 +124,22 @@ func (f *flusher) work() {
 			f.ready, f.head = f.ready[:0], 0
 		}
 		f.mu.Unlock()
+		interval := f.interval.Load()
+		ms := uint32(now / int64(time.Millisecond))
+		var later []paced
 		for i, c := range batch[:n] {
+			batch[i] = nil
+			if since := ms - c.wroteAt; interval > 0 && since < interval {
+				later = append(later, paced{c: c, due: now + int64(interval-since)*int64(time.Millisecond)})
+				continue
+			}
+			c.wroteAt = ms
 			if c.flush(w) {
 				f.schedule(c)
 			}
-			batch[i] = nil
+		}
+		if len(later) > 0 {
+			f.wait(later)
 		}
 		// Between chunks, let the goroutines that wait for a processor
 		// run (an API request, the broker's reader): a fan-out that keeps

@@ -58,6 +58,9 @@ func (s *Server) RegisterGauges(reg prometheus.Registerer) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_send_queue_bytes",
 		Help: "Bytes of frames queued, or held by a write the client is not taking, over all connections."},
 		func() float64 { return float64(s.QueuedBytes()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_write_pacing_seconds",
+		Help: "How long a connection waits at least between two writes while the flusher is saturated (0: writes go out at once)."},
+		func() float64 { return float64(s.flusher.interval.Load()) / 1000 }))
 }
 
 func (c *Conn) countFrame(n int) {

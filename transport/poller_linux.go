@@ -62,7 +62,7 @@ func (p *poller) arm(c *Conn) error {
 	p.mu.Lock()
 	first := !c.registered
 	if first {
-		for len(p.conns) <= c.fd {
+		for len(p.conns) <= int(c.fd) {
 			p.conns = append(p.conns, nil)
 		}
 		p.conns[c.fd] = c
@@ -76,12 +76,12 @@ func (p *poller) arm(c *Conn) error {
 	p.mu.Unlock()
 	c.registered = true
 	c.parked.Store(true)
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(c.fd)}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: c.fd}
 	op := syscall.EPOLL_CTL_MOD
 	if first {
 		op = syscall.EPOLL_CTL_ADD
 	}
-	return syscall.EpollCtl(p.epfd, op, c.fd, &ev)
+	return syscall.EpollCtl(p.epfd, op, int(c.fd), &ev)
 }
 
 // remove forgets an ended connection; its descriptor left the epoll set
@@ -92,7 +92,7 @@ func (p *poller) remove(c *Conn) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c.fd < len(p.conns) && p.conns[c.fd] == c {
+	if int(c.fd) < len(p.conns) && p.conns[c.fd] == c {
 		p.conns[c.fd] = nil
 	}
 	p.live--

@@ -17,6 +17,7 @@ const (
 	DefaultSendQueueBytes  = 1 << 20
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultCloseGrace      = 2 * time.Second
+	DefaultMaxWriteDelay   = 64 * time.Millisecond
 )
 
 // Bounds of the socket send buffer a connection asks the kernel for.
@@ -45,6 +46,11 @@ type Config struct {
 	// CloseGrace is how long a connection that sent its close frame waits
 	// for the peer's before it closes the socket. Default: 2s.
 	CloseGrace time.Duration
+	// MaxWriteDelay is the longest a saturated flusher holds back a
+	// connection's next write so that more messages go out in it (see
+	// pace.go); a server that keeps up never delays a write. Default:
+	// 64ms; negative: writes are never held back.
+	MaxWriteDelay time.Duration
 	// Rate is how many messages and control frames per second a peer may
 	// send, with bursts of Burst; a message's continuation frames are not
 	// counted, but a message may have at most one fragment per 256 bytes
@@ -85,6 +91,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.CloseGrace == 0 {
 		cfg.CloseGrace = DefaultCloseGrace
 	}
+	if cfg.MaxWriteDelay == 0 {
+		cfg.MaxWriteDelay = DefaultMaxWriteDelay
+	}
 	switch {
 	case cfg.MaxMessageBytes < 0:
 		return nil, errors.New("transport: Config.MaxMessageBytes must be positive")
@@ -99,7 +108,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, metrics: cfg.Metrics}
 	s.wires.New = newWire
-	s.flusher = newFlusher(&s.wires)
+	s.flusher = newFlusher(&s.wires, cfg.MaxWriteDelay)
 	return s, nil
 }
 
@@ -122,12 +131,12 @@ func (s *Server) Open(nc net.Conn, early []byte, h Handler) *Conn {
 	if tcp == nc {
 		c.raw = rawConn(nc)
 		if c.parks() {
-			c.fd = fdOf(c.raw)
+			c.fd = int32(fdOf(c.raw))
 		}
 	} else if shallowWait {
 		// TLS: reads go through crypto/tls, but the socket underneath
 		// can wait for input in the poller all the same (see readTLS).
-		c.fd = fdOf(rawConn(tcp))
+		c.fd = int32(fdOf(rawConn(tcp)))
 	}
 	if s.cfg.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst)

@@ -57,6 +57,7 @@ type serveFlags struct {
 	tlsCert        string
 	tlsKey         string
 	maxQueuedBytes sizeValue
+	maxWriteDelay  time.Duration
 	// HTTP limits and the admin listener.
 	maxHeaderBytes sizeValue
 	headerTimeout  time.Duration
@@ -129,6 +130,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain: serve https:// and wss:// (with --tls-key; reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(&f.maxQueuedBytes, "max-queued-bytes", "ceiling on bytes queued for all sessions together, e.g. 1GiB; 0 for none (default 1GiB)")
+	fs.DurationVar(&f.maxWriteDelay, "max-write-delay", switchboard.DefaultMaxWriteDelay, "longest a session's next write is held back while the instance's writers are saturated, to send more in one write; 0 never holds writes back")
 	fs.Var(&f.maxHeaderBytes, "max-header-bytes", "largest request head (request line and headers); larger gets 431 (default 8KiB)")
 	fs.DurationVar(&f.headerTimeout, "header-timeout", switchboard.DefaultHeaderTimeout, "time a client has to send a request's head")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", switchboard.DefaultIdleTimeout, "time a keep-alive HTTP connection may wait for its next request")
@@ -178,6 +180,8 @@ func (f *serveFlags) check() error {
 		return bad("history-max-bytes", "must be at least --max-frame")
 	case f.sendQueue < sizeValue(f.maxFrame):
 		return bad("send-queue", "must be at least --max-frame")
+	case f.maxWriteDelay != 0 && (f.maxWriteDelay < time.Millisecond || f.maxWriteDelay > time.Second):
+		return bad("max-write-delay", "must be 0 or between 1ms and 1s")
 	case f.logLevel != "debug" && f.logLevel != "info" && f.logLevel != "warn" && f.logLevel != "error":
 		return bad("log-level", "must be debug, info, warn or error")
 	case f.logFormat != "text" && f.logFormat != "json":
@@ -375,7 +379,8 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,
 		DrainTimeout: f.drainTimeout, DrainSpread: f.drainSpread, Logger: log,
 		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, MaxQueuedBytes: int64(f.maxQueuedBytes),
-		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxConnsPerUser: f.maxConnsPerUser,
+		MaxWriteDelay: writeDelay(f.maxWriteDelay),
+		MaxConns:      f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxConnsPerUser: f.maxConnsPerUser,
 		TrustedProxies: f.proxies, AcceptRate: f.acceptRate, AcceptBurst: f.acceptBurst, AcceptQueue: f.acceptQueue,
 		MaxHeaderBytes: int(f.maxHeaderBytes), HeaderTimeout: f.headerTimeout, IdleTimeout: f.idleTimeout,
 		MaxBodyBytes:    int64(f.maxBody),
@@ -478,4 +483,13 @@ func serve(args []string, env lookupEnv, stdout, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// writeDelay maps --max-write-delay to the Config field, where 0 means the
+// default and a negative value never delays.
+func writeDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
