@@ -77,8 +77,11 @@ start_redis() {
 # start_servers TARGET starts two instances of TARGET on one new Redis and
 # sets URLS, AUTH (the bench flags that authenticate), S1, S2 (the server
 # pids) and REDIS_PID. SERVE_ENV (an array of NAME=value) is added to the
-# environment of Switchboard instances, e.g. GODEBUG=gctrace=1.
+# environment of Switchboard instances, e.g. GODEBUG=gctrace=1, and
+# SERVE_FLAGS_STR (words) to their flags, e.g. "--max-write-delay 0".
 start_servers() {
+	local SERVE_FLAGS
+	read -r -a SERVE_FLAGS <<<"${SERVE_FLAGS_STR:-}"
 	start_redis
 	P1=$(freeport)
 	P2=$(freeport)
@@ -87,7 +90,7 @@ start_servers() {
 		tls_args
 		for p in "$P1" "$P2"; do
 			env "${SERVE_ENV[@]}" "$SERVE_BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
-				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${TLS_FLAGS[@]}" >>"$OUT/servers.log" 2>&1 &
+				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${TLS_FLAGS[@]}" "${SERVE_FLAGS[@]}" >>"$OUT/servers.log" 2>&1 &
 			PIDS+=($!)
 		done
 		URLS="$SCHEME://127.0.0.1:$P1/ws,$SCHEME://127.0.0.1:$P2/ws"
