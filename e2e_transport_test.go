@@ -15,7 +15,9 @@ import (
 // slow consumer for asking.
 func TestTransport_HistoryLargerThanTheSendQueue(t *testing.T) {
 	t.Parallel()
-	srv := wstest.Start(t, switchboard.Config{SendQueueBytes: 64 << 10, HistorySize: 100})
+	// The publisher sends 101 frames at once: a burst past the default
+	// 100 would be refused with rate_limited when the acks come quickly.
+	srv := wstest.Start(t, switchboard.Config{SendQueueBytes: 64 << 10, HistorySize: 100, Burst: 200})
 	pub := wstest.Dial(t, srv.WS, wstest.Hello{User: "pub"})
 	pub.Join("big")
 	payload := strings.Repeat("h", 4<<10)
