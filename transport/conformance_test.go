@@ -92,8 +92,8 @@ func TestConformance(t *testing.T) {
 		{"8.1", "invalid UTF-8 in a later fragment", [][]byte{rawFrame(text, []byte("fine"), false), rawFrame(finCont, []byte("\xf4\x90\x80\x80"), false)}, nil, CloseInvalidData, nil},
 		{"8.1", "binary data need not be UTF-8", [][]byte{rawFrame(finBinary, []byte("\xff"), false)}, []string{"\xff"}, 0, nil},
 	}
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{MaxMessageBytes: maxMessage})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{MaxMessageBytes: maxMessage})
 		for _, tt := range tests {
 			t.Run(tt.section+" "+tt.name, func(t *testing.T) {
 				c := ts.dial(t, "")
@@ -117,8 +117,8 @@ func TestConformance(t *testing.T) {
 // TestConformance_Trickle: a client that sends its frames one byte at a
 // time (every header and payload split across reads) is understood.
 func TestConformance_Trickle(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{})
 		c := ts.dial(t, "")
 		frames := bytes.Join([][]byte{
 			rawFrame(finText, repeat("t", 300), false),

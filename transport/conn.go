@@ -86,9 +86,12 @@ const (
 // for concurrent use.
 type Conn struct {
 	srv *Server
-	nc  net.Conn
-	// raw is the socket for non-blocking reads and writes; nil when the
-	// connection is not plain TCP (TLS) or the platform has none.
+	// nc is the connection, nil once detached (a plain TCP socket on
+	// Linux, see detach): the Conn then owns the descriptor fd.
+	nc net.Conn
+	// raw is nc's socket for non-blocking reads and writes; nil when the
+	// connection is detached, not plain TCP (TLS), or the platform has
+	// none.
 	raw     syscall.RawConn
 	h       Handler
 	limiter *rate.Limiter
@@ -105,11 +108,17 @@ type Conn struct {
 	registered bool
 	// netClosed is set once the socket is closed; guarded by pollMu.
 	netClosed bool
+	// closeCode is the close's code (with closeReason, below, here to
+	// leave no padding).
+	closeCode uint16
 	parked    atomic.Bool
 	// wroteAt is when a flusher worker last wrote the socket, on the
 	// flusher's millisecond clock (see pace.go); only the worker that
 	// holds the write side touches it.
 	wroteAt uint32
+	// fdRefs counts the system calls under way on a detached descriptor
+	// (see fdAcquire).
+	fdRefs atomic.Int32
 	// pollMu orders arming the descriptor in the poller against closing
 	// the socket. The kernel gives a closed descriptor's number to the
 	// next socket it opens, so arming after the close could register
@@ -140,8 +149,8 @@ type Conn struct {
 	// space, when not nil, is closed when written bytes are released or
 	// the queue is dropped: SendWait waits on it.
 	space chan struct{}
-	// The close: its code and reason, and what to write just before it.
-	closeCode   int
+	// The close: its reason (the code is above), and what to write just
+	// before it.
 	closeReason string
 	closeLast   func() []byte
 	grace       *time.Timer
@@ -163,9 +172,6 @@ func (c *Conn) SetBatch(batch bool) {
 	c.batch = batch
 	c.mu.Unlock()
 }
-
-// RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
 // LastSeen returns when bytes last arrived from the peer.
 func (c *Conn) LastSeen() time.Time { return time.Unix(0, c.lastSeen.Load()) }
@@ -334,7 +340,7 @@ func (c *Conn) claimLocked() bool {
 // claimed: a flusher worker for direct writes, the connection's own
 // goroutine otherwise.
 func (c *Conn) kick() {
-	if c.raw != nil {
+	if c.direct() {
 		c.srv.flusher.schedule(c)
 	} else {
 		go c.writeLoop(nil)
@@ -419,7 +425,7 @@ func (c *Conn) closeLocked(code int, reason string, flush bool, last func() []by
 		return false
 	}
 	c.state = stateClosing
-	c.closeCode, c.closeReason, c.closeLast = code, reason, last
+	c.closeCode, c.closeReason, c.closeLast = uint16(code), reason, last
 	if !flush {
 		c.dropQueueLocked()
 	}
@@ -457,7 +463,7 @@ func (c *Conn) peerClose(code int) {
 	wasOpen := c.state == stateOpen
 	if wasOpen {
 		c.state = stateClosing
-		c.closeCode, c.closeReason = code, ""
+		c.closeCode, c.closeReason = uint16(code), ""
 	}
 	// The peer is leaving: what is queued would not be read.
 	c.dropQueueLocked()
@@ -488,7 +494,11 @@ func (c *Conn) closeNet() {
 	}
 	c.mu.Unlock()
 	c.pollMu.Lock()
-	_ = c.nc.Close()
+	if c.nc != nil {
+		_ = c.nc.Close()
+	} else {
+		c.fdClose()
+	}
 	c.netClosed = true
 	// A closed socket leaves the epoll set without an event: read it
 	// here, so that the reader sees the end.
@@ -562,7 +572,7 @@ func (c *Conn) readDirect() {
 	rb := getReadBuffer()
 	buf := rb.buf
 	for {
-		n, err := tryRead(c.raw, rb.call, buf)
+		n, err := c.tryRead(rb, buf)
 		if n > 0 {
 			c.touch()
 			c.feed(buf[:n])
@@ -655,8 +665,29 @@ func (c *Conn) readHeld() {
 var longAgo = time.Unix(1, 0)
 
 // parks reports whether the connection waits for input on a parked
-// goroutine rather than in a blocking read.
-func (c *Conn) parks() bool { return shallowWait && c.raw != nil }
+// goroutine (or in the poller) rather than in a blocking read.
+func (c *Conn) parks() bool { return shallowWait && c.direct() }
+
+// direct reports whether the connection reads and writes with
+// non-blocking system calls: a plain TCP socket, detached or not.
+func (c *Conn) direct() bool { return c.raw != nil || c.nc == nil }
+
+// tryRead reads what the socket has without waiting (see the package's
+// tryRead).
+func (c *Conn) tryRead(rb *readBuffer, b []byte) (int, error) {
+	if c.nc == nil {
+		return c.fdRead(b)
+	}
+	return tryRead(c.raw, rb.call, b)
+}
+
+// tryWrite writes what the socket takes now (see the package's tryWrite).
+func (c *Conn) tryWrite(w *wire) (int, error) {
+	if c.nc == nil {
+		return c.fdWrite(w.buf)
+	}
+	return tryWrite(c.raw, w.call, w.buf)
+}
 
 // idle waits for the socket's next input without a goroutine: the shared
 // epoll poller starts a reader when input comes. Without the poller a

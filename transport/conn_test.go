@@ -19,8 +19,8 @@ import (
 // frame reaches the socket, though the client keeps the connection open
 // and sends messages.
 func TestConn_NothingAfterClose(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{})
 		c := ts.dial(t, "noecho")
 		c.rec.c.Send(Frame{Data: []byte("before")})
 		c.rec.c.Close(4004, "disconnected")
@@ -50,8 +50,12 @@ func TestConn_NothingAfterClose(t *testing.T) {
 // deadline); once it reads again, and long after that deadline passed,
 // writes take the direct path again.
 func TestConn_DirectWritesResumeAfterABlockingOne(t *testing.T) {
+	forModes(t, []mode{tcpMode, netMode}, testDirectWritesResume)
+}
+
+func testDirectWritesResume(t *testing.T, m mode) {
 	const writeTimeout = time.Second
-	ts := startServer(t, false, Config{WriteTimeout: writeTimeout, SendQueueBytes: 16 << 20})
+	ts := startServer(t, m, Config{WriteTimeout: writeTimeout, SendQueueBytes: 16 << 20})
 	c := ts.dial(t, "noecho")
 	if tc, ok := c.conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(64 << 10) // small, but not so small that loopback TCP crawls
@@ -95,8 +99,8 @@ func TestConn_DirectWritesResumeAfterABlockingOne(t *testing.T) {
 // TestConn_SlowConsumer: a client that stops reading is closed with 4008
 // when its queue overflows; a Send after that is refused.
 func TestConn_SlowConsumer(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{SendQueueBytes: 64 << 10, WriteTimeout: time.Second})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{SendQueueBytes: 64 << 10, WriteTimeout: time.Second})
 		c := ts.dial(t, "noecho")
 		if tc, ok := c.conn.(*net.TCPConn); ok {
 			_ = tc.SetReadBuffer(4096)
@@ -136,8 +140,8 @@ func TestConn_SlowConsumer(t *testing.T) {
 // out to a client that reads; a client that does not read is closed with
 // 4008 once the queue made no room for the write timeout.
 func TestConn_SendWait(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{SendQueueBytes: 16 << 10, WriteTimeout: 500 * time.Millisecond})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{SendQueueBytes: 16 << 10, WriteTimeout: 500 * time.Millisecond})
 		c := ts.dial(t, "noecho")
 		huge := strings.Repeat("h", 200<<10)
 		done := make(chan bool)
@@ -176,8 +180,8 @@ func TestConn_SendWait(t *testing.T) {
 // that an idle connection holds none; it queues and writes as before
 // afterwards.
 func TestConn_HeartbeatReleasesQueueArrays(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{})
 		c := ts.dial(t, "noecho")
 		conn := c.rec.c
 		arrays := func() (queue, spare int) {
@@ -212,7 +216,7 @@ func TestConn_HeartbeatReleasesQueueArrays(t *testing.T) {
 // TestConn_InstanceCeiling: past the instance's ceiling on queued bytes, the
 // connection that holds the most is closed with 4008; others go on.
 func TestConn_InstanceCeiling(t *testing.T) {
-	ts := startServer(t, false, Config{SendQueueBytes: 1 << 20, MaxQueuedBytes: 256 << 10})
+	ts := startServer(t, tcpMode, Config{SendQueueBytes: 1 << 20, MaxQueuedBytes: 256 << 10})
 	hog := ts.dial(t, "noecho")
 	if tc, ok := hog.conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4096)
@@ -236,8 +240,12 @@ func TestConn_InstanceCeiling(t *testing.T) {
 // to half of it. (TLS connections count bytes until their writer takes
 // them: a TLS write does not say whether it waited.)
 func TestConn_BytesBeingWrittenCount(t *testing.T) {
+	forModes(t, []mode{tcpMode, netMode}, testBytesBeingWrittenCount)
+}
+
+func testBytesBeingWrittenCount(t *testing.T, m mode) {
 	const budget = 256 << 10
-	ts := startServer(t, false, Config{SendQueueBytes: budget, WriteTimeout: time.Minute})
+	ts := startServer(t, m, Config{SendQueueBytes: budget, WriteTimeout: time.Minute})
 	c := ts.dial(t, "noecho")
 	if tc, ok := c.conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4096)
@@ -311,8 +319,8 @@ func TestConn_BytesBeingWrittenCount(t *testing.T) {
 // keeps flooding past its burst is closed with 4029 after a bounded number
 // of pongs.
 func TestConn_PingFlood(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{Rate: 10, Burst: 20})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{Rate: 10, Burst: 20})
 		c := ts.dial(t, "")
 		c.send(rawFrame(finText, []byte("hello"), false)) // the first message is free
 		flood := make([]byte, 0, 1000*8)
@@ -351,8 +359,8 @@ func TestConn_PingFlood(t *testing.T) {
 // TestConn_EmptyFragmentFlood: a message that never ends, made of empty
 // continuation frames, is cut off (1008) after a bounded number of them.
 func TestConn_EmptyFragmentFlood(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{MaxMessageBytes: 64 << 10})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{MaxMessageBytes: 64 << 10})
 		c := ts.dial(t, "")
 		flood := rawFrame(text, []byte("a"), false)
 		for range 1000 {
@@ -366,7 +374,7 @@ func TestConn_EmptyFragmentFlood(t *testing.T) {
 // TestConn_Unfinished: a client that starts a message and never finishes it
 // is seen by Unfinished (the hub closes such a client by its age).
 func TestConn_Unfinished(t *testing.T) {
-	ts := startServer(t, false, Config{})
+	ts := startServer(t, tcpMode, Config{})
 	c := ts.dial(t, "")
 	if !c.rec.c.Unfinished().IsZero() {
 		t.Fatal("Unfinished set before any frame")
@@ -393,8 +401,8 @@ func TestConn_Unfinished(t *testing.T) {
 // TestConn_CloseAfter: CloseAfter writes what was queued, then the last
 // frame, then the close frame.
 func TestConn_CloseAfter(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{})
 		c := ts.dial(t, "noecho")
 		c.rec.c.Send(Frame{Data: []byte("queued")})
 		c.rec.c.CloseAfter(4001, "restarting", func() []byte { return []byte("farewell") })
@@ -407,7 +415,7 @@ func TestConn_CloseAfter(t *testing.T) {
 // TestConn_EarlyBytes: frames a client sends in the same write as its
 // handshake are not lost.
 func TestConn_EarlyBytes(t *testing.T) {
-	ts := startServer(t, false, Config{})
+	ts := startServer(t, tcpMode, Config{})
 	addr := ts.http.Listener.Addr().String()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -433,8 +441,8 @@ func TestConn_EarlyBytes(t *testing.T) {
 // goroutine, on plain TCP and over TLS (on Linux both wait in the poller).
 // Not parallel: it counts the buffers and goroutines of the whole package.
 func TestConn_IdleHoldsNoReaderOrBuffer(t *testing.T) {
-	for _, useTLS := range []bool{false, true} {
-		ts := startServer(t, useTLS, Config{})
+	for _, m := range []mode{tcpMode, netMode, tlsMode} {
+		ts := startServer(t, m, Config{})
 		base := readBuffersOut.Load()
 		const n = 20
 		clients := make([]*client, n)
@@ -453,14 +461,14 @@ func TestConn_IdleHoldsNoReaderOrBuffer(t *testing.T) {
 		deadline := time.Now().Add(testTimeout)
 		for readBuffersOut.Load() > base {
 			if time.Now().After(deadline) {
-				t.Fatalf("tls %v: %d idle connections hold %d read buffers", useTLS, n, readBuffersOut.Load()-base)
+				t.Fatalf("%v: %d idle connections hold %d read buffers", m, n, readBuffersOut.Load()-base)
 			}
 			time.Sleep(time.Millisecond)
 		}
 		if runtime.GOOS == "linux" {
 			for readers := readingGoroutines(); readers > 0; readers = readingGoroutines() {
 				if time.Now().After(deadline) {
-					t.Fatalf("tls %v: %d idle connections keep %d reading goroutines", useTLS, n, readers)
+					t.Fatalf("%v: %d idle connections keep %d reading goroutines", m, n, readers)
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -481,7 +489,7 @@ func readingGoroutines() int {
 // TestUpgrade_Refusals: requests that are not a WebSocket handshake get an
 // HTTP error, not an upgrade.
 func TestUpgrade_Refusals(t *testing.T) {
-	ts := startServer(t, false, Config{})
+	ts := startServer(t, tcpMode, Config{})
 	ok := http.Header{"Upgrade": {"websocket"}, "Connection": {"keep-alive, Upgrade"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
 	tests := []struct {
 		name   string
@@ -519,8 +527,8 @@ func TestUpgrade_Refusals(t *testing.T) {
 // connection with a close frame that comes after whole frames: everything
 // the client reads parses, and the last frame is the close.
 func TestConn_CloseFrameNeverInsideAFrame(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, useTLS bool) {
-		ts := startServer(t, useTLS, Config{SendQueueBytes: 16 << 20})
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{SendQueueBytes: 16 << 20})
 		c := ts.dial(t, "noecho")
 		if tc, ok := c.conn.(*net.TCPConn); ok {
 			_ = tc.SetReadBuffer(64 << 10)

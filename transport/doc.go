@@ -20,9 +20,10 @@
 // flusher: up to GOMAXPROCS shared worker goroutines, alive only while
 // there is work, each giving a connection one non-blocking write(2) of
 // everything queued. Whatever the socket does not take goes to a goroutine
-// of the connection's own that writes the rest with a deadline
-// (Config.WriteTimeout) and clears the deadline afterwards, so the next
-// write takes the direct path again. TLS connections, and platforms
+// of the connection's own that writes the rest within Config.WriteTimeout
+// (waiting for room in writeWaits when detached, or in a write with a
+// deadline that it clears afterwards), so the next write takes the direct
+// path again. TLS connections, and platforms
 // without raw sockets, always use that blocking writer. A write that times
 // out closes the connection as a slow consumer (4008).
 //
@@ -70,9 +71,26 @@
 // many fragments (1008 past that), and Conn.Unfinished lets the owner close
 // a peer that never finishes one.
 //
+// # Owning the descriptor
+//
+// On Linux a plain TCP connection is detached from package net once its
+// handshake is done (detach_linux.go): the Conn keeps a duplicate of the
+// socket's descriptor and closes the net.Conn, which frees the net.Conn,
+// its two addresses and the Go runtime's poll descriptor (together about
+// 1 KiB of an idle connection's resident memory). Reads and writes are then
+// system calls on the descriptor; input waits in the poller, and a writer
+// whose socket is full waits in a second epoll set (writeWaits) instead of
+// in a blocking write. The kernel reuses a closed descriptor's number at
+// once, so a detached descriptor is closed only when no system call is
+// under way on it (Conn.fdAcquire): a write can never reach the next
+// socket that got the number. TLS connections, and other platforms, keep
+// their net.Conn.
+//
 // # Locks
 //
 // Conn.mu guards the write side and the state; the flusher has its own;
-// Conn.pollMu orders registering a socket in the poller against closing it.
+// Conn.pollMu orders registering a socket in the poller against closing it;
+// Conn.fdRefs holds a detached descriptor's close until the system calls
+// under way on it return.
 // No lock is held across socket I/O or a Handler call.
 package transport

@@ -11,7 +11,7 @@ import (
 // every frame, in order (a lost writer start would leave one behind).
 func TestFanout_EveryConnectionGetsEveryFrame(t *testing.T) {
 	const conns, frames, senders = 200, 50, 4
-	ts := startServer(t, false, Config{SendQueueBytes: 1 << 20})
+	ts := startServer(t, tcpMode, Config{SendQueueBytes: 1 << 20})
 	clients := make([]*client, conns)
 	for i := range clients {
 		clients[i] = ts.dial(t, "noecho")

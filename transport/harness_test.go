@@ -80,7 +80,23 @@ type testServer struct {
 	metrics *Metrics
 }
 
-func startServer(t *testing.T, useTLS bool, cfg Config) *testServer {
+// mode is how a test server's connections run.
+type mode int
+
+const (
+	// tcpMode: plain TCP, detached from package net where the platform
+	// allows it (see detach).
+	tcpMode mode = iota
+	// netMode: plain TCP kept on its net.Conn, as on platforms without
+	// detach.
+	netMode
+	// tlsMode: TLS.
+	tlsMode
+)
+
+func (m mode) String() string { return [...]string{"tcp", "tcp-net", "tls"}[m] }
+
+func startServer(t *testing.T, m mode, cfg Config) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = NewMetrics(reg)
@@ -88,6 +104,8 @@ func startServer(t *testing.T, useTLS bool, cfg Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.keepNetConns = m == netMode
+	useTLS := m == tlsMode
 	ts := &testServer{srv: srv, tls: useTLS, conns: make(chan *recorder, 100), metrics: cfg.Metrics}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		nc, early, err := Upgrade(w, r, time.Second)
@@ -108,16 +126,18 @@ func startServer(t *testing.T, useTLS bool, cfg Config) *testServer {
 	return ts
 }
 
-// forEachTransport runs f over plain TCP and over TLS.
-func forEachTransport(t *testing.T, f func(t *testing.T, useTLS bool)) {
-	for _, useTLS := range []bool{false, true} {
-		name := "tcp"
-		if useTLS {
-			name = "tls"
-		}
-		t.Run(name, func(t *testing.T) {
+// forEachTransport runs f over plain TCP (detached and on its net.Conn)
+// and over TLS.
+func forEachTransport(t *testing.T, f func(t *testing.T, m mode)) {
+	forModes(t, []mode{tcpMode, netMode, tlsMode}, f)
+}
+
+// forModes runs f in each of modes.
+func forModes(t *testing.T, modes []mode, f func(t *testing.T, m mode)) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
 			t.Parallel()
-			f(t, useTLS)
+			f(t, m)
 		})
 	}
 }
@@ -134,32 +154,11 @@ type client struct {
 // the URL.
 func (ts *testServer) dial(t testing.TB, query string) *client {
 	t.Helper()
-	addr := ts.http.Listener.Addr().String()
-	var conn net.Conn
-	var err error
-	if ts.tls {
-		conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
-	} else {
-		conn, err = net.Dial("tcp", addr)
-	}
+	conn, br, err := dialWS(ts.http.Listener.Addr().String(), ts.tls, query)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	req := "GET /ws?" + query + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	_ = conn.SetReadDeadline(time.Now().Add(testTimeout))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
-		t.Fatalf("handshake answered %s, accept %q", resp.Status, resp.Header.Get("Sec-WebSocket-Accept"))
-	}
 	c := &client{t: t, conn: conn, br: br}
 	select {
 	case c.rec = <-ts.conns:
@@ -167,6 +166,39 @@ func (ts *testServer) dial(t testing.TB, query string) *client {
 		t.Fatal("no server connection")
 	}
 	return c
+}
+
+// dialWS opens a WebSocket connection to addr; query is added to the URL.
+func dialWS(addr string, useTLS bool, query string) (net.Conn, *bufio.Reader, error) {
+	var conn net.Conn
+	var err error
+	if useTLS {
+		conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		conn, err = net.Dial("tcp", addr)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	req := "GET /ws?" + query + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	_ = conn.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := conn.Write([]byte(req)); err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("handshake answered %s, accept %q", resp.Status, resp.Header.Get("Sec-WebSocket-Accept"))
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, br, nil
 }
 
 // rawFrame builds a client frame: b0 is the first byte (FIN, RSV, opcode);

@@ -103,7 +103,7 @@ func TestPacing_WritesOncePerInterval(t *testing.T) {
 	for _, pace := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pace=%v", pace), func(t *testing.T) {
 			const interval, sends = 40 * time.Millisecond, 8
-			ts := startServer(t, false, Config{})
+			ts := startServer(t, tcpMode, Config{})
 			f := ts.srv.flusher
 			f.mu.Lock()
 			// Keep the measuring window open, so that the interval set
@@ -158,7 +158,7 @@ func TestPacing_WritesOncePerInterval(t *testing.T) {
 // order.
 func TestPacing_OnWhileSaturatedOffWhenIdle(t *testing.T) {
 	const conns = 100
-	ts := startServer(t, false, Config{SendQueueBytes: 8 << 20})
+	ts := startServer(t, tcpMode, Config{SendQueueBytes: 8 << 20})
 	f := ts.srv.flusher
 	clients := make([]*client, conns)
 	for i := range clients {

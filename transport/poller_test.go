@@ -13,7 +13,7 @@ import (
 // connection's last-seen time behind.
 func TestConn_IdleConnectionsWakeForEveryInput(t *testing.T) {
 	const conns, rounds = 100, 20
-	ts := startServer(t, false, Config{})
+	ts := startServer(t, tcpMode, Config{})
 	clients := make([]*client, conns)
 	for i := range clients {
 		clients[i] = ts.dial(t, "noecho")

@@ -75,6 +75,10 @@ type Server struct {
 	queuedConns atomic.Int64
 	// conns counts started connections whose reading has not ended.
 	conns atomic.Int64
+	// keepNetConns keeps plain connections on their net.Conn rather than
+	// detaching them (for the tests of that path, which other platforms
+	// take).
+	keepNetConns bool
 }
 
 // NewServer returns a Server for cfg.
@@ -130,7 +134,13 @@ func (s *Server) Open(nc net.Conn, early []byte, h Handler) *Conn {
 	c.fd = -1
 	if tcp == nc {
 		c.raw = rawConn(nc)
-		if c.parks() {
+		if c.raw != nil && !s.keepNetConns && canDetach() {
+			if fd, err := detach(c.raw); err == nil {
+				_ = nc.Close()
+				c.nc, c.raw, c.fd = nil, nil, int32(fd)
+			}
+		}
+		if c.parks() && c.fd < 0 {
 			c.fd = int32(fdOf(c.raw))
 		}
 	} else if shallowWait {
@@ -209,7 +219,7 @@ func (b *Fanout) Send(c *Conn, f Frame) bool {
 	if !kick {
 		return ok
 	}
-	if c.raw == nil {
+	if !c.direct() {
 		c.kick()
 		return ok
 	}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"net"
+	"os"
 	"time"
 )
 
@@ -168,7 +169,7 @@ func (c *Conn) flush(w *wire) (again bool) {
 	o.appendTo(w)
 	n, err := 0, error(nil)
 	if len(w.buf) > 0 {
-		n, err = tryWrite(c.raw, w.call, w.buf)
+		n, err = c.tryWrite(w)
 	}
 	if err != nil {
 		c.writeFailed(err)
@@ -215,7 +216,7 @@ type pending struct {
 // after the close frame.
 func (c *Conn) writeLoop(p *pending) {
 	timeout := c.srv.cfg.WriteTimeout
-	hold := c.raw != nil // see the doc comment
+	hold := c.direct() // see the doc comment
 	if p != nil {
 		if err := c.writeBlocking(p.rest, timeout); err != nil {
 			c.writeFailed(err)
@@ -243,7 +244,7 @@ func (c *Conn) writeLoop(p *pending) {
 			if c.state == stateClosing {
 				// The writer keeps the write side for good: nothing is
 				// written after the close frame.
-				code, reason, last := c.closeCode, c.closeReason, c.closeLast
+				code, reason, last := int(c.closeCode), c.closeReason, c.closeLast
 				c.closeLast = nil
 				c.mu.Unlock()
 				c.writeClose(w, code, reason, last)
@@ -292,7 +293,9 @@ func (c *Conn) writeClose(w *wire, code int, reason string, last func() []byte) 
 	// Nothing follows the close frame: the peer reads an end right after
 	// it, so that it closes even when it cannot answer (after a protocol
 	// error its answer is not read anyway).
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+	if c.nc == nil {
+		c.fdShutdownWrite()
+	} else if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
 	c.mu.Lock()
@@ -308,6 +311,10 @@ func (c *Conn) writeClose(w *wire, code int, reason string, last func() []byte) 
 
 // writeBlocking writes b, waiting at most timeout.
 func (c *Conn) writeBlocking(b []byte, timeout time.Duration) error {
+	if c.nc == nil {
+		c.srv.metrics.write(pathBlocking)
+		return c.writeDetached(b, timeout)
+	}
 	if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
@@ -319,6 +326,43 @@ func (c *Conn) writeBlocking(b []byte, timeout time.Duration) error {
 		_ = c.nc.SetWriteDeadline(time.Time{})
 	}
 	return err
+}
+
+// writeDetached writes b to a detached socket, waiting in writeWaits
+// whenever the socket is full, for at most timeout in all. Running out of
+// time is os.ErrDeadlineExceeded, as for a net.Conn.
+func (c *Conn) writeDetached(b []byte, timeout time.Duration) error {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		n, err := c.fdWrite(b)
+		if err != nil {
+			return err
+		}
+		if b = b[n:]; len(b) == 0 {
+			return nil
+		}
+		if n > 0 {
+			continue // it may take more at once
+		}
+		ready, err := c.fdWaitWritable()
+		if err != nil {
+			return err
+		}
+		if timer == nil {
+			timer = time.NewTimer(timeout)
+		}
+		select {
+		case <-ready:
+		case <-timer.C:
+			c.fdCancelWait()
+			return os.ErrDeadlineExceeded
+		}
+	}
 }
 
 // writeFailed drops a connection whose write failed. A write that timed
