@@ -42,8 +42,9 @@ type Handler interface {
 	// Closing is called once, when the connection stops being open: closed
 	// by either side, failed, or dropped. It must not block.
 	Closing()
-	// Closed is called once, last, on the reading goroutine, after the
-	// socket was closed.
+	// Closed is called once, last, after the socket was closed and the
+	// writers reported their last frames: on the reading goroutine, or on
+	// a goroutine of its own when a writer was still reporting.
 	Closed()
 }
 
@@ -129,13 +130,16 @@ type Conn struct {
 	mu      sync.Mutex
 	state   state
 	batch   bool
-	writing bool // a writer owns the socket's write side
+	writer  writerState // who holds the socket's write side
 	pingDue bool
 	pongDue bool
 	// Whether the peer's close frame arrived, and whether ours was written
 	// (with the other byte-sized fields: a Conn has no padding to spare).
 	peerClosed   bool
 	closeWritten bool
+	// endWaits is set when the input ended while a writer could still
+	// report frames: the writer finishes the connection (see end).
+	endWaits bool
 
 	pong  []byte
 	queue []Frame
@@ -329,11 +333,37 @@ func (c *Conn) countLocked(n int) {
 // claimLocked takes the write side for a new writer if nobody has it, and
 // reports whether the caller must start one (kick). c.mu must be held.
 func (c *Conn) claimLocked() bool {
-	if c.writing {
+	if c.writer != writerNone {
 		return false
 	}
-	c.writing = true
+	c.writer = writerBusy
 	return true
+}
+
+// writerState is who holds a connection's write side.
+type writerState uint8
+
+const (
+	// writerNone: nobody; the next frame queued starts a writer.
+	writerNone writerState = iota
+	// writerBusy: a writer, which may still report frames (Written).
+	writerBusy
+	// writerClosing: a writer that only writes the close and reports
+	// nothing more. It keeps the write side for good.
+	writerClosing
+)
+
+// releaseWriterLocked gives up the write side, or (closing) keeps it only
+// to write the close. It returns whether the connection's end waited for
+// that: the caller must then finish the connection, with c.mu released.
+func (c *Conn) releaseWriterLocked(closing bool) (finish bool) {
+	if closing {
+		c.writer = writerClosing
+	} else {
+		c.writer = writerNone
+	}
+	finish, c.endWaits = c.endWaits, false
+	return finish
 }
 
 // kick starts a writer for a connection whose write side the caller
@@ -724,13 +754,31 @@ func (c *Conn) park() {
 	go c.readLoop()
 }
 
-// end finishes a connection whose input ended.
+// end finishes a connection whose input ended. Handler.Closed comes last:
+// when a writer is between its write and reporting it (Written), the
+// writer finishes the connection once it is done, so that the handler
+// never hears of frames written after it heard the end. (The peer may have
+// read those frames and closed before the writer got to report them.)
 func (c *Conn) end() {
 	c.closeNet()
 	if p := sharedPoller(); p != nil {
 		p.remove(c)
 	}
 	c.r.releaseBuffers()
+	c.mu.Lock()
+	if c.writer == writerBusy {
+		// The socket is closed, so the writer's next write fails or its
+		// next look at the state ends it: it does not wait long.
+		c.endWaits = true
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.finish()
+}
+
+// finish tells the handler the connection is gone and stops counting it.
+func (c *Conn) finish() {
 	c.h.Closed()
 	c.srv.conns.Add(-1)
 }

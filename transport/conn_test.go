@@ -45,6 +45,43 @@ func TestConn_NothingAfterClose(t *testing.T) {
 	})
 }
 
+// TestConn_ClosedComesAfterTheLastWritten: a client reads a frame and
+// closes before the server's writer reported the frame written (Written).
+// The handler hears Closed only after that report, never during it: the hub
+// saves a session's positions when it hears Closed, and a frame reported
+// after that save would be sent again to the session that resumes it.
+func TestConn_ClosedComesAfterTheLastWritten(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, Config{})
+		c := ts.dial(t, "noecho&holdwritten")
+		c.rec.c.Send(Frame{Data: []byte("last"), Ref: "last"})
+		select {
+		case <-c.rec.inWritten:
+		case <-time.After(testTimeout):
+			t.Fatal("the frame was not reported written")
+		}
+		c.expect(opText, "last")
+		_ = c.conn.Close()
+		select {
+		case <-c.rec.closed:
+			t.Error("Closed came while the last frame was being reported")
+		case <-time.After(300 * time.Millisecond):
+		}
+		close(c.rec.holdWritten)
+		select {
+		case <-c.rec.closed:
+		case <-time.After(testTimeout):
+			t.Fatal("Closed never came after the writer reported its frame")
+		}
+		if c.rec.closedReporting.Load() {
+			t.Error("Closed came during Written")
+		}
+		if got := ts.srv.conns.Load(); got != 0 {
+			t.Errorf("the server counts %d connections after Closed, want 0", got)
+		}
+	})
+}
+
 // TestConn_DirectWritesResumeAfterABlockingOne: a client that stops reading
 // makes a write block (the connection's own writer finishes it with a
 // deadline); once it reads again, and long after that deadline passed,

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,15 @@ type recorder struct {
 	closing  int
 	closed   chan struct{}
 	noEcho   bool
+
+	// holdWritten, when set, makes Written signal inWritten and wait
+	// until holdWritten is closed.
+	holdWritten chan struct{}
+	inWritten   chan struct{}
+	// reporting counts the Written calls under way; closedReporting is
+	// set when Closed came during one.
+	reporting       atomic.Int32
+	closedReporting atomic.Bool
 }
 
 func (r *recorder) Message(data []byte, text, limited bool) {
@@ -57,6 +67,12 @@ func (r *recorder) Message(data []byte, text, limited bool) {
 }
 
 func (r *recorder) Written(frames []Frame) {
+	r.reporting.Add(1)
+	defer r.reporting.Add(-1)
+	if r.holdWritten != nil {
+		r.inWritten <- struct{}{}
+		<-r.holdWritten
+	}
 	r.mu.Lock()
 	r.written += len(frames)
 	r.mu.Unlock()
@@ -68,7 +84,12 @@ func (r *recorder) Closing() {
 	r.mu.Unlock()
 }
 
-func (r *recorder) Closed() { close(r.closed) }
+func (r *recorder) Closed() {
+	if r.reporting.Load() != 0 {
+		r.closedReporting.Store(true)
+	}
+	close(r.closed)
+}
 
 // testServer serves WebSocket connections with a recorder each, over plain
 // TCP or TLS.
@@ -113,6 +134,9 @@ func startServer(t *testing.T, m mode, cfg Config) *testServer {
 			return
 		}
 		rec := &recorder{closed: make(chan struct{}), noEcho: r.URL.Query().Has("noecho")}
+		if r.URL.Query().Has("holdwritten") {
+			rec.holdWritten, rec.inWritten = make(chan struct{}), make(chan struct{}, 1)
+		}
 		rec.c = srv.Open(nc, early, rec)
 		ts.conns <- rec
 		rec.c.Start()

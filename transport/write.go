@@ -153,13 +153,14 @@ func (c *Conn) flush(w *wire) (again bool) {
 		go c.writeLoop(nil)
 		return false
 	case stateClosed:
-		c.writing = false
+		finish := c.releaseWriterLocked(false)
 		c.mu.Unlock()
+		c.finishIf(finish)
 		return false
 	}
 	o := c.takeLocked(false)
 	if o.empty() {
-		c.writing = false
+		c.writer = writerNone
 		c.mu.Unlock()
 		return false
 	}
@@ -193,7 +194,7 @@ func (c *Conn) flush(w *wire) (again bool) {
 	c.mu.Lock()
 	again = len(c.queue) > 0 || c.pingDue || c.pongDue || c.state != stateOpen
 	if !again {
-		c.writing = false
+		c.writer = writerNone
 	}
 	c.mu.Unlock()
 	return again
@@ -235,8 +236,9 @@ func (c *Conn) writeLoop(p *pending) {
 		c.releaseWrittenLocked(written)
 		written = 0
 		if c.state == stateClosed {
-			c.writing = false
+			finish := c.releaseWriterLocked(false)
 			c.mu.Unlock()
+			c.finishIf(finish)
 			return
 		}
 		o := c.takeLocked(hold)
@@ -246,11 +248,13 @@ func (c *Conn) writeLoop(p *pending) {
 				// written after the close frame.
 				code, reason, last := int(c.closeCode), c.closeReason, c.closeLast
 				c.closeLast = nil
+				finish := c.releaseWriterLocked(true)
 				c.mu.Unlock()
+				c.finishIf(finish)
 				c.writeClose(w, code, reason, last)
 				return
 			}
-			c.writing = false
+			c.writer = writerNone
 			c.mu.Unlock()
 			return
 		}
@@ -383,11 +387,21 @@ func (c *Conn) writeFailed(err error) {
 	}
 	c.closeNet()
 	c.mu.Lock()
-	c.writing = false
+	finish := c.releaseWriterLocked(false)
 	// Nothing more can be written: what was taken or queued is gone.
 	c.dropQueueLocked()
 	c.releaseWrittenLocked(c.inflight)
 	c.mu.Unlock()
+	c.finishIf(finish)
+}
+
+// finishIf finishes the connection, if finish is set, on a goroutine of its
+// own: the handler's Closed may block (it may save state to a broker), and
+// the caller may be a flusher worker.
+func (c *Conn) finishIf(finish bool) {
+	if finish {
+		go c.finish()
+	}
 }
 
 // wrote counts a completed write and reports its frames.
