@@ -9,7 +9,7 @@ import (
 
 // flusher writes the queued frames of connections from a few shared
 // goroutines. A message to a room of a thousand idle sessions then costs a
-// thousand non-blocking writes from GOMAXPROCS goroutines whose stacks are
+// thousand non-blocking writes from GOMAXPROCS-1 goroutines whose stacks are
 // already grown, rather than a thousand goroutines started, grown and
 // scheduled. A socket that does not take a whole write gets a goroutine of
 // its own (Conn.writeLoop) for the rest, so one slow client never holds up
@@ -58,8 +58,17 @@ type paced struct {
 // time.
 const flushChunk = 32
 
+// flushWorkers is how many flusher workers may run at once for procs
+// processors: one fewer, so that a saturating fan-out leaves a processor
+// that runs out of work now and then. The Go scheduler polls the network
+// only from a processor with nothing else to run (and otherwise from its
+// monitor thread, every 10 ms): with every processor busy writing, the
+// broker's answers and the API requests that feed the fan-out would wait
+// that long to be noticed.
+func flushWorkers(procs int) int { return max(1, procs-1) }
+
 func newFlusher(wires *sync.Pool, maxDelay time.Duration) *flusher {
-	f := &flusher{max: runtime.GOMAXPROCS(0), wires: wires, epoch: time.Now(), maxDelay: max(0, maxDelay)}
+	f := &flusher{max: flushWorkers(runtime.GOMAXPROCS(0)), wires: wires, epoch: time.Now(), maxDelay: max(0, maxDelay)}
 	f.timer = time.AfterFunc(time.Hour, f.release)
 	f.timer.Stop()
 	return f
