@@ -20,8 +20,9 @@
 // flusher: up to GOMAXPROCS-1 shared worker goroutines (at least one),
 // alive only while there is work, each giving a connection one non-blocking
 // write(2) of everything queued. The processor left over is what keeps the
-// network polled while the workers are saturated (see flushWorkers). Whatever the socket does not take goes to a goroutine
-// of the connection's own that writes the rest within Config.WriteTimeout
+// network polled while the workers are saturated (see flushWorkers).
+// Whatever the socket does not take goes to a goroutine of the
+// connection's own that writes the rest within Config.WriteTimeout
 // (waiting for room in writeWaits when detached, or in a write with a
 // deadline that it clears afterwards), so the next write takes the direct
 // path again. TLS connections, and platforms
