@@ -353,15 +353,13 @@ const (
 	writerClosing
 )
 
-// releaseWriterLocked gives up the write side, or (closing) keeps it only
-// to write the close. It returns whether the connection's end waited for
-// that: the caller must then finish the connection, with c.mu released.
-func (c *Conn) releaseWriterLocked(closing bool) (finish bool) {
-	if closing {
-		c.writer = writerClosing
-	} else {
-		c.writer = writerNone
-	}
+// releaseWriterLocked gives up the write side of a closed connection. It
+// returns whether the connection's end waited for that: the caller must
+// then finish the connection, with c.mu released. (Only a closed
+// connection's end waits, so a writer that gives up the write side of an
+// open one just sets writerNone.)
+func (c *Conn) releaseWriterLocked() (finish bool) {
+	c.writer = writerNone
 	finish, c.endWaits = c.endWaits, false
 	return finish
 }

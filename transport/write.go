@@ -153,7 +153,7 @@ func (c *Conn) flush(w *wire) (again bool) {
 		go c.writeLoop(nil)
 		return false
 	case stateClosed:
-		finish := c.releaseWriterLocked(false)
+		finish := c.releaseWriterLocked()
 		c.mu.Unlock()
 		c.finishIf(finish)
 		return false
@@ -236,7 +236,7 @@ func (c *Conn) writeLoop(p *pending) {
 		c.releaseWrittenLocked(written)
 		written = 0
 		if c.state == stateClosed {
-			finish := c.releaseWriterLocked(false)
+			finish := c.releaseWriterLocked()
 			c.mu.Unlock()
 			c.finishIf(finish)
 			return
@@ -248,9 +248,10 @@ func (c *Conn) writeLoop(p *pending) {
 				// written after the close frame.
 				code, reason, last := int(c.closeCode), c.closeReason, c.closeLast
 				c.closeLast = nil
-				finish := c.releaseWriterLocked(true)
+				// It reports nothing more, so an end need not wait
+				// for it (and none waits yet: the state is not closed).
+				c.writer = writerClosing
 				c.mu.Unlock()
-				c.finishIf(finish)
 				c.writeClose(w, code, reason, last)
 				return
 			}
@@ -387,7 +388,7 @@ func (c *Conn) writeFailed(err error) {
 	}
 	c.closeNet()
 	c.mu.Lock()
-	finish := c.releaseWriterLocked(false)
+	finish := c.releaseWriterLocked()
 	// Nothing more can be written: what was taken or queued is gone.
 	c.dropQueueLocked()
 	c.releaseWrittenLocked(c.inflight)
