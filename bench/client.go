@@ -96,6 +96,33 @@ func (c *conn) writeFrame(b []byte) error {
 	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
 
+// pingAnswerTimeout bounds the answer to a WebSocket ping (a variable for
+// tests).
+var pingAnswerTimeout = writeTimeout
+
+// errPongLate ends a read loop whose answer to a WebSocket ping could not be
+// written in time. A pong to a loopback server does not wait for the socket,
+// so it means this process fell that far behind (or another write of the
+// connection held it up).
+var errPongLate = errors.New("could not answer a ping in time")
+
+// answerPing is the connection's ping handler. gorilla's default gives the
+// pong one second and, past it, ends the read with a bare "i/o timeout" that
+// reads like the server's doing; a generator falling behind under its own
+// load should neither give up that soon nor blur the cause.
+func (c *conn) answerPing(data string) error {
+	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pingAnswerTimeout))
+	var ne net.Error
+	switch {
+	case err == nil || errors.Is(err, websocket.ErrCloseSent):
+		return nil
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w (%v): %w", errPongLate, pingAnswerTimeout, err)
+	default:
+		return err
+	}
+}
+
 // readFrame reads one whole frame before deadline, for handshakes.
 func (c *conn) readFrame(deadline time.Time) ([]byte, error) {
 	_ = c.ws.SetReadDeadline(deadline)

@@ -237,6 +237,7 @@ func (w *worker) dial(ctx context.Context, spec connSpec) (*conn, error) {
 		return nil, fmt.Errorf("dial %s: %w", spec.URL, err)
 	}
 	c.ws = ws
+	ws.SetPingHandler(c.answerPing)
 	if err := w.proto.handshake(ctx, c, spec.Rooms); err != nil {
 		_ = ws.Close()
 		return nil, err
@@ -265,6 +266,8 @@ func (w *worker) connEnded(c *conn, err error) {
 // the addresses an error's text holds (notes are counted by their text).
 func dropReason(err error) string {
 	switch {
+	case errors.Is(err, errPongLate):
+		return fmt.Sprintf("could not answer a ping within %v (this process fell behind)", pingAnswerTimeout)
 	case errors.Is(err, syscall.ECONNRESET):
 		return "reset by the peer"
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
