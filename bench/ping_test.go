@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,19 +22,26 @@ func TestAnswerPing_LateAnswerIsNamed(t *testing.T) {
 	defer func(d time.Duration) { pingAnswerTimeout = d }(pingAnswerTimeout)
 	pingAnswerTimeout = 200 * time.Millisecond
 
-	pinged := make(chan struct{})
+	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sc, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
 		defer sc.Close()
-		_ = sc.UnderlyingConn().(*net.TCPConn).SetReadBuffer(4096)
-		<-pinged // the client's large write is under way: ping, then never read
+		raw := sc.UnderlyingConn()
+		_ = raw.(*net.TCPConn).SetReadBuffer(4096)
+		// Once the client's large write has begun, read no more: its small
+		// buffers are full long before 100 ms have passed. Then ping.
+		if _, err := io.ReadFull(raw, make([]byte, 1)); err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 		_ = sc.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second))
-		<-r.Context().Done()
+		<-done
 	}))
 	defer srv.Close()
+	defer close(done) // the handler returns before the server closes
 
 	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
 		nc, err := net.Dial(network, addr)
@@ -51,8 +59,6 @@ func TestAnswerPing_LateAnswerIsNamed(t *testing.T) {
 	ws.SetPingHandler(c.answerPing)
 
 	go func() { _ = ws.WriteMessage(websocket.BinaryMessage, make([]byte, 8<<20)) }()
-	time.Sleep(100 * time.Millisecond) // let the write fill the small socket buffers
-	close(pinged)
 
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, _, err = ws.ReadMessage()
