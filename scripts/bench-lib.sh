@@ -96,8 +96,12 @@ start_servers() {
 		URLS="$SCHEME://127.0.0.1:$P1/ws,$SCHEME://127.0.0.1:$P2/ws"
 		AUTH=(--jwt-secret "$SECRET" --api-key "$APIKEY")
 	else
+		# CENTRIFUGO_ENV_STR is more environment for the Centrifugo nodes, as
+		# SERVE_ENV_STR is for Switchboard's (e.g. GOMAXPROCS=1 for both).
+		local CF_ENV
+		read -r -a CF_ENV <<<"${CENTRIFUGO_ENV_STR:-}"
 		for p in "$P1" "$P2"; do
-			CENTRIFUGO_ENGINE_REDIS_ADDRESS="redis://127.0.0.1:$REDIS_PORT" \
+			env "${CF_ENV[@]}" CENTRIFUGO_ENGINE_REDIS_ADDRESS="redis://127.0.0.1:$REDIS_PORT" \
 				"$CENTRIFUGO" -c "$CF_CONFIG" --http_server.port "$p" >>"$OUT/servers.log" 2>&1 &
 			PIDS+=($!)
 		done

@@ -22,8 +22,9 @@
 # after the ladder until deliveries/s stop growing or publishes are skipped),
 # INDEP=1 (also run bench/indep, the independent generator, against fresh
 # instances of each system), SERVE_ENV_STR (environment for the Switchboard
-# instances, e.g. "GODEBUG=gctrace=1"), SERVE_FLAGS_STR (more serve flags for
-# them, e.g. "--max-write-delay 0"), OUT (work directory).
+# instances, e.g. "GODEBUG=gctrace=1"), CENTRIFUGO_ENV_STR (the same for the
+# Centrifugo nodes), SERVE_FLAGS_STR (more serve flags for them, e.g.
+# "--max-write-delay 0"), OUT (work directory).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
