@@ -24,7 +24,8 @@
 #   TARGET=centrifugo CENTRIFUGO=/tmp/centrifugo/centrifugo scripts/profile/w2api-wire.sh
 #
 # Knobs: LADDER (25,100,200,400,800), STEP (6s), WARMUP (6s), FRAMES, TARGET
-# (switchboard), OUT.
+# (switchboard), SERVE_ENV_STR and CENTRIFUGO_ENV_STR (environment for the
+# instances, e.g. GOMAXPROCS=1), OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -33,7 +34,7 @@ LADDER=${LADDER:-25,100,200,400,800}
 STEP=${STEP:-6s}
 WARMUP=${WARMUP:-6s}
 TARGET=${TARGET:-switchboard}
-SERVE_ENV=()
+read -r -a SERVE_ENV <<<"${SERVE_ENV_STR:-}"
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"
 echo "w2api-wire: work directory $OUT" >&2
