@@ -21,7 +21,8 @@
 # publishers in one generator process), SATURATE=1 (keep doubling the rate
 # after the ladder until deliveries/s stop growing or publishes are skipped),
 # INDEP=1 (also run bench/indep, the independent generator, against fresh
-# instances of each system), SERVE_ENV_STR (environment for the Switchboard
+# instances of each system; with PROCS above 1 its publishers run in a
+# process of their own too), SERVE_ENV_STR (environment for the Switchboard
 # instances, e.g. "GODEBUG=gctrace=1"), CENTRIFUGO_ENV_STR (the same for the
 # Centrifugo nodes), SERVE_FLAGS_STR (more serve flags for them, e.g.
 # "--max-write-delay 0"), OUT (work directory).
@@ -43,7 +44,12 @@ source "$ROOT/scripts/bench-lib.sh"
 echo "bench-w2api: work directory $OUT" >&2
 EXTRA=()
 if [ -n "${SATURATE:-}" ]; then EXTRA+=(--saturate); fi
-if [ -n "${INDEP:-}" ]; then go build -o "$OUT/indep" ./bench/indep; fi
+INDEP_FLAGS=()
+if [ -n "${INDEP:-}" ]; then
+	go build -o "$OUT/indep" ./bench/indep
+	# With receivers in other processes, indep's publishers get one of their own too.
+	if [ "$PROCS" -gt 1 ]; then INDEP_FLAGS+=(--publishers-apart); fi
+fi
 
 TARGETS=(switchboard)
 if [ -n "${CENTRIFUGO:-}" ]; then TARGETS+=(centrifugo); fi
@@ -72,7 +78,7 @@ for t in "${TARGETS[@]}"; do
 		start_servers "$t"
 		"$OUT/indep" --target "$t" --url "$URLS" "${AUTH[@]}" --members 2000 --workers "$API_WORKERS" \
 			--warmup "$WARMUP" --warmup-rate "$WARMUP_RATE" --ladder "$LADDER" --step "$STEP" \
-			--server-pids "$S1,$S2" --redis-pid "$REDIS_PID" --json "$OUT/$t-W2API-indep.json" >>"$MD"
+			--server-pids "$S1,$S2" --redis-pid "$REDIS_PID" --json "$OUT/$t-W2API-indep.json" "${INDEP_FLAGS[@]}" >>"$MD"
 		echo >>"$MD"
 		cleanup
 	fi

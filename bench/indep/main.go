@@ -14,6 +14,10 @@
 // then the ladder) run back to back; deliveries/s and CPU are per
 // wall-clock step, loss and latency per message of the step after a final
 // drain. CPU is utime+stime of --server-pids and --redis-pid from /proc.
+// With --publishers-apart the HTTP workers and the pacer run in a child
+// process (this program started again), on the same schedule from the same
+// start, so that they do not wait for a processor behind the receivers; the
+// child reports its counts to the parent, whose CPU column includes it.
 //
 //	go build -o /tmp/indep ./bench/indep
 //	/tmp/indep --url ws://127.0.0.1:P1/ws,ws://127.0.0.1:P2/ws --jwt-secret S --api-key K \
@@ -35,6 +39,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime/trace"
 	"strconv"
@@ -64,6 +69,8 @@ type options struct {
 	redisPID   int
 	jsonOut    string
 	msgLog     string
+	// apart runs the HTTP publishers in a child process of their own.
+	apart bool
 }
 
 func main() {
@@ -74,6 +81,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if os.Getenv(envRoom) != "" {
+		if err := runPublishers(ctx, opt); err != nil {
+			fmt.Fprintln(os.Stderr, "indep publishers:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, opt); err != nil {
 		fmt.Fprintln(os.Stderr, "indep:", err)
 		os.Exit(1)
@@ -97,6 +111,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.payload, "payload", 100, "bytes of message data")
 	fs.IntVar(&o.redisPID, "redis-pid", 0, "Redis process id")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.BoolVar(&o.apart, "publishers-apart", false, "run the HTTP publishers in a child process of their own, so that they do not wait for a processor behind the receivers")
 	fs.StringVar(&o.msgLog, "msglog", "", "write one CSV line per message (step, seq, send time, per instance: deliveries and largest latency) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -177,16 +192,7 @@ type job struct {
 
 func run(ctx context.Context, o options) error {
 	room := fmt.Sprintf("indep-%d", time.Now().UnixNano()%1_000_000)
-	rates := append([]float64{o.warmupRate}, o.ladder...)
-	steps := make([]*stepCounts, len(rates))
-	for i, r := range rates {
-		d := o.step
-		if i == 0 {
-			d = o.warmup
-		}
-		steps[i] = &stepCounts{rate: r, seconds: d.Seconds(), hist: newHistogram(2 * time.Minute), msgs: make([]msgStats, int(r*d.Seconds())+1),
-			pubWrite: newHistogram(20 * time.Second), pubServer: newHistogram(20 * time.Second), pubWake: newHistogram(20 * time.Second)}
-	}
+	steps := newSteps(o)
 	var total atomic.Int64
 
 	// Connect, 100 at a time.
@@ -226,9 +232,102 @@ func run(ctx context.Context, o options) error {
 		readers.Wait()
 	}()
 
-	// Publishers: an unbuffered channel, so that a publish is handed only
-	// to a worker that is waiting for one.
-	jobs := make(chan job)
+	// The publishers: here, or in a child process that follows the same
+	// schedule from the same start.
+	genPIDs := []int{os.Getpid()}
+	var jobs chan job
+	var stopPublishers func()
+	var child *publisherChild
+	start := time.Now().Add(100 * time.Millisecond)
+	if o.apart {
+		start = time.Now().Add(2 * time.Second) // the child starts its workers meanwhile
+		var err error
+		if child, err = startPublisherChild(room, start); err != nil {
+			return err
+		}
+		defer child.kill()
+		genPIDs = append(genPIDs, child.pid())
+	} else {
+		jobs, stopPublishers = startPublishers(o, room, steps)
+	}
+
+	for k, st := range steps {
+		stepStart := start.Add(stepOffset(steps, k))
+		time.Sleep(time.Until(stepStart))
+		if k == len(steps)-1 {
+			stopTrace := startTrace()
+			defer stopTrace()
+		}
+		srv0, redis0, self0 := cpu(o.serverPIDs), cpu([]int{o.redisPID}), cpu(genPIDs)
+		arrived0 := total.Load()
+		if jobs != nil {
+			pace(ctx, st, k, stepStart, jobs)
+		}
+		if d := time.Until(stepStart.Add(time.Duration(st.seconds * float64(time.Second)))); d > 0 {
+			time.Sleep(d)
+		}
+		st.windowSeconds = time.Since(stepStart).Seconds()
+		st.arrived = total.Load() - arrived0
+		st.serverCPU = cpu(o.serverPIDs) - srv0
+		st.redisCPU = cpu([]int{o.redisPID}) - redis0
+		st.selfCPU = cpu(genPIDs) - self0
+		if child == nil {
+			fmt.Fprintf(os.Stderr, "indep: step %d (%g msg/s): handed %d skipped %d, %d deliveries\n", k, st.rate, st.handed, st.skipped, st.arrived)
+		} else {
+			fmt.Fprintf(os.Stderr, "indep: step %d (%g msg/s): %d deliveries\n", k, st.rate, st.arrived)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if child != nil {
+		if err := child.wait(steps); err != nil {
+			return err
+		}
+	} else {
+		stopPublishers()
+	}
+	// Drain: until nothing arrived for 2 s, at most 30 s.
+	last, quiet := total.Load(), time.Now()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && time.Since(quiet) < 2*time.Second; {
+		time.Sleep(200 * time.Millisecond)
+		if n := total.Load(); n != last {
+			last, quiet = n, time.Now()
+		}
+	}
+	return report(o, steps)
+}
+
+// newSteps makes the warm-up step and one step per rate of the ladder.
+func newSteps(o options) []*stepCounts {
+	rates := append([]float64{o.warmupRate}, o.ladder...)
+	steps := make([]*stepCounts, len(rates))
+	for i, r := range rates {
+		d := o.step
+		if i == 0 {
+			d = o.warmup
+		}
+		steps[i] = &stepCounts{rate: r, seconds: d.Seconds(), hist: newHistogram(2 * time.Minute), msgs: make([]msgStats, int(r*d.Seconds())+1),
+			pubWrite: newHistogram(20 * time.Second), pubServer: newHistogram(20 * time.Second), pubWake: newHistogram(20 * time.Second)}
+	}
+	return steps
+}
+
+// stepOffset is when step k starts after the first: the steps run back to
+// back.
+func stepOffset(steps []*stepCounts, k int) time.Duration {
+	var d time.Duration
+	for _, st := range steps[:k] {
+		d += time.Duration(st.seconds * float64(time.Second))
+	}
+	return d
+}
+
+// startPublishers starts o.workers HTTP publishers that take jobs from the
+// returned unbuffered channel, so that a publish is handed only to a worker
+// that is waiting for one; stop closes it and waits for them.
+func startPublishers(o options, room string, steps []*stepCounts) (jobs chan job, stop func()) {
+	jobs = make(chan job)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.workers}}
 	var idle atomic.Int64
 	var workers sync.WaitGroup
@@ -245,58 +344,161 @@ func run(ctx context.Context, o options) error {
 	for idle.Load() < int64(o.workers) {
 		time.Sleep(time.Millisecond)
 	}
+	return jobs, func() { close(jobs); workers.Wait() }
+}
 
-	for k, st := range steps {
-		if k == len(steps)-1 {
-			stopTrace := startTrace()
-			defer stopTrace()
-		}
-		srv0, redis0, self0 := cpu(o.serverPIDs), cpu([]int{o.redisPID}), cpu([]int{os.Getpid()})
-		arrived0 := total.Load()
-		start := time.Now()
-		n := int64(st.rate * st.seconds)
-		var seq int64
-		for i := range n {
-			due := start.Add(time.Duration(float64(i) / st.rate * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
-				time.Sleep(d)
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			st.due++
-			select {
-			case jobs <- job{step: k, seq: seq}:
-				st.handed++
-				seq++
-			default:
-				st.skipped++
-			}
-		}
-		if d := time.Until(start.Add(time.Duration(st.seconds * float64(time.Second)))); d > 0 {
+// pace offers step k's publishes to the workers when each is due, from
+// start, counting those no worker was free for as skipped.
+func pace(ctx context.Context, st *stepCounts, k int, start time.Time, jobs chan<- job) {
+	n := int64(st.rate * st.seconds)
+	var seq int64
+	for i := range n {
+		due := start.Add(time.Duration(float64(i) / st.rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
 			time.Sleep(d)
 		}
-		st.windowSeconds = time.Since(start).Seconds()
-		st.arrived = total.Load() - arrived0
-		st.serverCPU = cpu(o.serverPIDs) - srv0
-		st.redisCPU = cpu([]int{o.redisPID}) - redis0
-		st.selfCPU = cpu([]int{os.Getpid()}) - self0
-		fmt.Fprintf(os.Stderr, "indep: step %d (%g msg/s): handed %d skipped %d, %d deliveries\n", k, st.rate, st.handed, st.skipped, st.arrived)
+		if ctx.Err() != nil {
+			return
+		}
+		st.due++
+		select {
+		case jobs <- job{step: k, seq: seq}:
+			st.handed++
+			seq++
+		default:
+			st.skipped++
+		}
+	}
+}
+
+// With --publishers-apart, the generator starts itself again as the
+// publishers' process: these variables give the child the room and the
+// start of the schedule (Unix nanoseconds); it prints its counts as JSON.
+const (
+	envRoom  = "INDEP_PUBLISHERS_ROOM"
+	envStart = "INDEP_PUBLISHERS_START"
+)
+
+// childStep is what the publishers' process counted in one step.
+type childStep struct {
+	Due, Handed, Skipped, Accepted, Failed int64
+	FirstError                             string
+	PubWrite, PubServer, PubWake           sparseHistogram
+}
+
+// sparseHistogram carries a histogram's non-empty buckets between the
+// processes.
+type sparseHistogram struct {
+	Buckets [][2]int64 // index, count
+	Max     int64
+}
+
+func (h *histogram) sparse() sparseHistogram {
+	out := sparseHistogram{Max: h.max.Load()}
+	for i := range h.buckets {
+		if n := h.buckets[i].Load(); n > 0 {
+			out.Buckets = append(out.Buckets, [2]int64{int64(i), int64(n)})
+		}
+	}
+	return out
+}
+
+func (h *histogram) add(s sparseHistogram) {
+	for _, b := range s.Buckets {
+		if b[0] >= 0 && b[0] < int64(len(h.buckets)) {
+			h.buckets[b[0]].Add(uint32(b[1]))
+		}
+	}
+	if s.Max > h.max.Load() {
+		h.max.Store(s.Max)
+	}
+}
+
+// runPublishers is the publishers' process: the same steps from the start
+// its parent gave, then the counts on standard output.
+func runPublishers(ctx context.Context, o options) error {
+	room := os.Getenv(envRoom)
+	ns, err := strconv.ParseInt(os.Getenv(envStart), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: %w", envStart, err)
+	}
+	start := time.Unix(0, ns)
+	steps := newSteps(o)
+	jobs, stop := startPublishers(o, room, steps)
+	for k, st := range steps {
+		stepStart := start.Add(stepOffset(steps, k))
+		time.Sleep(time.Until(stepStart))
+		pace(ctx, st, k, stepStart, jobs)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	close(jobs)
-	workers.Wait()
-	// Drain: until nothing arrived for 2 s, at most 30 s.
-	last, quiet := total.Load(), time.Now()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && time.Since(quiet) < 2*time.Second; {
-		time.Sleep(200 * time.Millisecond)
-		if n := total.Load(); n != last {
-			last, quiet = n, time.Now()
+	stop()
+	out := make([]childStep, len(steps))
+	for k, st := range steps {
+		out[k] = childStep{Due: st.due, Handed: st.handed, Skipped: st.skipped, Accepted: st.accepted.Load(), Failed: st.failed.Load(),
+			PubWrite: st.pubWrite.sparse(), PubServer: st.pubServer.sparse(), PubWake: st.pubWake.sparse()}
+		if e := st.firstError.Load(); e != nil {
+			out[k].FirstError = *e
 		}
 	}
-	return report(o, steps)
+	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// publisherChild is the publishers' process, seen from the receivers'.
+type publisherChild struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+func startPublisherChild(room string, start time.Time) (*publisherChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("publishers' process: %w", err)
+	}
+	c := &publisherChild{cmd: exec.Command(exe, os.Args[1:]...)}
+	c.cmd.Env = append(os.Environ(), envRoom+"="+room, envStart+"="+strconv.FormatInt(start.UnixNano(), 10))
+	c.cmd.Stdout, c.cmd.Stderr = &c.out, os.Stderr
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("publishers' process: %w", err)
+	}
+	return c, nil
+}
+
+func (c *publisherChild) pid() int { return c.cmd.Process.Pid }
+
+// kill stops the process if it still runs (the receivers' side failed).
+func (c *publisherChild) kill() {
+	if c.cmd.ProcessState == nil {
+		_ = c.cmd.Process.Kill()
+		_ = c.cmd.Wait()
+	}
+}
+
+// wait waits for the publishers to finish and adds their counts to steps.
+func (c *publisherChild) wait(steps []*stepCounts) error {
+	if err := c.cmd.Wait(); err != nil {
+		return fmt.Errorf("publishers' process: %w", err)
+	}
+	var in []childStep
+	if err := json.Unmarshal(c.out.Bytes(), &in); err != nil || len(in) != len(steps) {
+		return fmt.Errorf("publishers' process: %d steps in its answer, want %d (%v)", len(in), len(steps), err)
+	}
+	for k, cs := range in {
+		st := steps[k]
+		st.due, st.handed, st.skipped = cs.Due, cs.Handed, cs.Skipped
+		st.accepted.Store(cs.Accepted)
+		st.failed.Store(cs.Failed)
+		if cs.FirstError != "" {
+			e := cs.FirstError
+			st.firstError.Store(&e)
+		}
+		st.pubWrite.add(cs.PubWrite)
+		st.pubServer.add(cs.PubServer)
+		st.pubWake.add(cs.PubWake)
+		fmt.Fprintf(os.Stderr, "indep: step %d (%g msg/s): handed %d skipped %d (publishers' process)\n", k, st.rate, st.handed, st.skipped)
+	}
+	return nil
 }
 
 // startTrace starts a runtime trace of the generator itself into the file
