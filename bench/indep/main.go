@@ -222,10 +222,16 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("connect: %w", *p)
 	}
 	var readers sync.WaitGroup
+	var ended endings
 	for i, c := range conns {
-		readers.Go(func() { read(c, i%2, steps, &total) })
+		readers.Go(func() {
+			if err := read(c, i%2, steps, &total); !ended.closing.Load() {
+				ended.add(err)
+			}
+		})
 	}
 	defer func() {
+		ended.closing.Store(true)
 		for _, c := range conns {
 			c.Close()
 		}
@@ -295,7 +301,37 @@ func run(ctx context.Context, o options) error {
 			last, quiet = n, time.Now()
 		}
 	}
-	return report(o, steps)
+	if err := report(o, steps); err != nil {
+		return err
+	}
+	if n, first := ended.count(); n > 0 {
+		fmt.Printf("\n%d connections ended before the run did; the first: %s\n", n, first)
+	}
+	return nil
+}
+
+// endings counts the connections that end while the run still reads them
+// (a server's close, a reset), with the first one's error.
+type endings struct {
+	closing atomic.Bool // the run itself closes them now
+	mu      sync.Mutex
+	n       int
+	first   string
+}
+
+func (e *endings) add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == 0 && err != nil {
+		e.first = err.Error()
+	}
+	e.n++
+}
+
+func (e *endings) count() (int, string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n, e.first
 }
 
 // newSteps makes the warm-up step and one step per rate of the ladder.
@@ -543,6 +579,7 @@ func connect(ctx context.Context, o options, i int, room string) (*websocket.Con
 	if err != nil {
 		return nil, err
 	}
+	c.SetPingHandler(func(data string) error { return answerPing(c, data) })
 	deadline, _ := ctx.Deadline()
 	_ = c.SetReadDeadline(deadline)
 	steps := []struct {
@@ -580,18 +617,40 @@ func connect(ctx context.Context, o options, i int, room string) (*websocket.Con
 	return c, nil
 }
 
+// pongTimeout bounds the answer to a server's WebSocket ping.
+const pongTimeout = 5 * time.Second
+
+// answerPing answers a ping within pongTimeout. gorilla/websocket's default
+// handler allows one second and, when a busy generator gets to the write
+// later, ends the connection with a bare "i/o timeout": the generator's
+// doing, not the server's. Past pongTimeout the connection still ends, with
+// a reason that says so.
+func answerPing(c *websocket.Conn, data string) error {
+	err := c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongTimeout))
+	var ne net.Error
+	switch {
+	case err == nil || errors.Is(err, websocket.ErrCloseSent):
+		return nil
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("the generator could not answer a ping within %v: %w", pongTimeout, err)
+	default:
+		return err
+	}
+}
+
 var (
 	sndKey = []byte(`"snd":`)
 	stpKey = []byte(`"stp":`)
 	seqKey = []byte(`"n":`)
 )
 
-// read counts the benchmark messages of one connection until it closes.
-func read(c *websocket.Conn, inst int, steps []*stepCounts, total *atomic.Int64) {
+// read counts the benchmark messages of one connection until it ends, and
+// returns how it ended.
+func read(c *websocket.Conn, inst int, steps []*stepCounts, total *atomic.Int64) error {
 	for {
 		_, msg, err := c.ReadMessage()
 		if err != nil {
-			return
+			return err
 		}
 		now := time.Now().UnixNano()
 		for line := range bytes.SplitSeq(msg, []byte{'\n'}) {
