@@ -445,9 +445,7 @@ func (h *histogram) add(s sparseHistogram) {
 			h.buckets[b[0]].Add(uint32(b[1]))
 		}
 	}
-	if s.Max > h.max.Load() {
-		h.max.Store(s.Max)
-	}
+	raiseTo(&h.max, s.Max)
 }
 
 // runPublishers is the publishers' process: the same steps from the start
@@ -671,12 +669,7 @@ func read(c *websocket.Conn, inst int, steps []*stepCounts, total *atomic.Int64)
 				m := &st.msgs[seq]
 				m.sent.Store(sent)
 				m.count[inst].Add(1)
-				for lat := now - sent; ; {
-					cur := m.maxLat[inst].Load()
-					if lat <= cur || m.maxLat[inst].CompareAndSwap(cur, lat) {
-						break
-					}
-				}
+				raiseTo(&m.maxLat[inst], now-sent)
 			}
 		}
 	}
@@ -797,9 +790,14 @@ func (h *histogram) count() int64 {
 func (h *histogram) record(d time.Duration) {
 	i := min(max(int(d/bucketWidth), 0), len(h.buckets)-1)
 	h.buckets[i].Add(1)
+	raiseTo(&h.max, int64(d))
+}
+
+// raiseTo sets a to v if v is larger, against concurrent raises.
+func raiseTo(a *atomic.Int64, v int64) {
 	for {
-		m := h.max.Load()
-		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
 			return
 		}
 	}
