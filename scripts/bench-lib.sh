@@ -16,6 +16,16 @@ go build -o "$BIN" ./cmd/switchboard
 # before/after table) under the same load generator.
 SERVE_BIN=${SERVE_BIN:-$BIN}
 
+# SERVER_CPUS and GEN_CPUS (taskset lists, e.g. 0 and 1) pin the server side
+# (the instances and their Redis) and the load generator to CPUs of their
+# own, as if the generator ran on another machine; PIN_SERVER and PIN_GEN are
+# the command prefixes that do it. Go sizes GOMAXPROCS from the CPUs a
+# process may use, so a pinned Go server sees only those.
+PIN_SERVER=()
+PIN_GEN=()
+if [ -n "${SERVER_CPUS:-}" ]; then PIN_SERVER=(taskset -c "$SERVER_CPUS"); fi
+if [ -n "${GEN_CPUS:-}" ]; then PIN_GEN=(taskset -c "$GEN_CPUS"); fi
+
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -68,7 +78,7 @@ tls_args() {
 
 start_redis() {
 	REDIS_PORT=$(freeport)
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+	"${PIN_SERVER[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
 	REDIS_PID=$!
 	PIDS+=("$REDIS_PID")
 	waitport "$REDIS_PORT"
@@ -89,7 +99,7 @@ start_servers() {
 	if [ "$1" = switchboard ]; then
 		tls_args
 		for p in "$P1" "$P2"; do
-			env "${SERVE_ENV[@]}" "$SERVE_BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
+			"${PIN_SERVER[@]}" env "${SERVE_ENV[@]}" "$SERVE_BIN" serve --listen "127.0.0.1:$p" --redis "redis://127.0.0.1:$REDIS_PORT" \
 				--jwt-secret "$SECRET" --api-key "$APIKEY" --log-level error "${TLS_FLAGS[@]}" "${SERVE_FLAGS[@]}" >>"$OUT/servers.log" 2>&1 &
 			PIDS+=($!)
 		done
@@ -101,7 +111,7 @@ start_servers() {
 		local CF_ENV
 		read -r -a CF_ENV <<<"${CENTRIFUGO_ENV_STR:-}"
 		for p in "$P1" "$P2"; do
-			env "${CF_ENV[@]}" CENTRIFUGO_ENGINE_REDIS_ADDRESS="redis://127.0.0.1:$REDIS_PORT" \
+			"${PIN_SERVER[@]}" env "${CF_ENV[@]}" CENTRIFUGO_ENGINE_REDIS_ADDRESS="redis://127.0.0.1:$REDIS_PORT" \
 				"$CENTRIFUGO" -c "$CF_CONFIG" --http_server.port "$p" >>"$OUT/servers.log" 2>&1 &
 			PIDS+=($!)
 		done

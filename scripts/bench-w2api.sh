@@ -25,7 +25,9 @@
 # process of their own too), SERVE_ENV_STR (environment for the Switchboard
 # instances, e.g. "GODEBUG=gctrace=1"), CENTRIFUGO_ENV_STR (the same for the
 # Centrifugo nodes), SERVE_FLAGS_STR (more serve flags for them, e.g.
-# "--max-write-delay 0"), OUT (work directory).
+# "--max-write-delay 0"), SERVER_CPUS and GEN_CPUS (pin the servers with
+# their Redis, and the generator, to CPUs of their own: SERVER_CPUS=0
+# GEN_CPUS=1), OUT (work directory).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -57,7 +59,7 @@ MD=$OUT/w2api.md
 : >"$MD"
 {
 	echo "W2-API, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores,"
-	echo "load average $(cut -d' ' -f1-3 /proc/loadavg) before:"
+	echo "load average $(cut -d' ' -f1-3 /proc/loadavg) before${SERVER_CPUS:+, servers and Redis on CPUs $SERVER_CPUS}${GEN_CPUS:+, generator on CPUs $GEN_CPUS}:"
 	echo
 	echo '```'
 	echo "\$ switchboard bench fanout --target <t> --url <2 instances> --jwt-secret … --api-key … --rooms 1 --members 2000 --payload 100" \
@@ -68,7 +70,7 @@ MD=$OUT/w2api.md
 } >>"$MD"
 for t in "${TARGETS[@]}"; do
 	start_servers "$t"
-	"$BIN" bench fanout --target "$t" --url "$URLS" "${AUTH[@]}" --rooms 1 --members 2000 --payload 100 \
+	"${PIN_GEN[@]}" "$BIN" bench fanout --target "$t" --url "$URLS" "${AUTH[@]}" --rooms 1 --members 2000 --payload 100 \
 		--receiver "$RECEIVER" --api-workers "$API_WORKERS" --warmup "$WARMUP" --warmup-rate "$WARMUP_RATE" \
 		--ladder "$LADDER" --duration "$STEP" --continuous --full-ladder "${EXTRA[@]}" --procs "$PROCS" \
 		--server-pids "$S1,$S2" --broker-pids "$REDIS_PID" --label "W2-API $t" \
@@ -76,7 +78,7 @@ for t in "${TARGETS[@]}"; do
 	cleanup
 	if [ -n "${INDEP:-}" ]; then
 		start_servers "$t"
-		"$OUT/indep" --target "$t" --url "$URLS" "${AUTH[@]}" --members 2000 --workers "$API_WORKERS" \
+		"${PIN_GEN[@]}" "$OUT/indep" --target "$t" --url "$URLS" "${AUTH[@]}" --members 2000 --workers "$API_WORKERS" \
 			--warmup "$WARMUP" --warmup-rate "$WARMUP_RATE" --ladder "$LADDER" --step "$STEP" \
 			--server-pids "$S1,$S2" --redis-pid "$REDIS_PID" --json "$OUT/$t-W2API-indep.json" "${INDEP_FLAGS[@]}" >>"$MD"
 		echo >>"$MD"
