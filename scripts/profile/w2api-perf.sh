@@ -12,20 +12,22 @@
 #   perf report -i OUT/perf.data --no-children --sort sym
 #
 # Needs perf (apt-get install linux-perf) and root. Knobs: RATE (25), OUT,
-# SERVE_BIN (another build of the server).
+# SERVE_BIN (another build of the server), TARGET (switchboard; centrifugo
+# with CENTRIFUGO naming its binary, to count the same for it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 OUT=${OUT:-$(mktemp -d /tmp/sbperf.XXXXXX)}
 RATE=${RATE:-25}
+TARGET=${TARGET:-switchboard}
 SERVE_ENV=()
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"
 echo "w2api-perf: work directory $OUT" >&2
 command -v perf >/dev/null || { echo "w2api-perf: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 go build -o "$OUT/indep" ./bench/indep
-start_servers switchboard
-"$OUT/indep" --target switchboard --url "$URLS" "${AUTH[@]}" --members 2000 --workers 64 \
+start_servers "$TARGET"
+"$OUT/indep" --target "$TARGET" --url "$URLS" "${AUTH[@]}" --members 2000 --workers 64 \
 	--warmup 6s --warmup-rate 10 --ladder "$RATE" --step 30s \
 	--server-pids "$S1,$S2" --redis-pid "$REDIS_PID" >"$OUT/indep.txt" 2>&1 &
 GEN=$!
