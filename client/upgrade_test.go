@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -200,16 +199,11 @@ func TestDial_DeadlineWithRetriedAnswer(t *testing.T) {
 // retried with back-off until ctx ends.
 func TestDial_ClosedPortIsRetried(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := refusingAddr(t)
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	_, err = Dial(ctx, rec.config(Config{URLs: []string{"ws://" + addr + "/ws"}, User: "u", Backoff: fastBackoff}))
+	_, err := Dial(ctx, rec.config(Config{URLs: []string{"ws://" + addr + "/ws"}, User: "u", Backoff: fastBackoff}))
 	var ue *UpgradeError
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &ue) {
 		t.Fatalf("Dial(closed port) = %v, want the deadline after connection refused", err)
