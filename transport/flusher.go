@@ -29,6 +29,10 @@ type flusher struct {
 	max     int
 	wires   *sync.Pool
 
+	// yieldEvery is how long a worker runs between two yields, in
+	// nanoseconds (see yieldPeriod).
+	yieldEvery int64
+
 	// maxDelay is the longest pacing interval; 0 turns pacing off.
 	maxDelay time.Duration
 	// epoch starts the millisecond clock of Conn.wroteAt.
@@ -58,6 +62,21 @@ type paced struct {
 // time.
 const flushChunk = 32
 
+// yieldInterval is how long a flusher worker runs between two turns it
+// gives to the goroutines waiting for a processor, when there are several
+// processors: a tenth of the Go scheduler's own preemption interval.
+const yieldInterval = time.Millisecond
+
+// yieldPeriod is yieldInterval for procs processors, in nanoseconds. With
+// one, the worker yields after every chunk: it holds the only processor,
+// and with no idle one a yield costs no handoff.
+func yieldPeriod(procs int) int64 {
+	if procs == 1 {
+		return 0
+	}
+	return int64(yieldInterval)
+}
+
 // flushWorkers is how many flusher workers may run at once for procs
 // processors: one fewer, so that a saturating fan-out leaves a processor
 // that runs out of work now and then. The Go scheduler polls the network
@@ -68,7 +87,8 @@ const flushChunk = 32
 func flushWorkers(procs int) int { return max(1, procs-1) }
 
 func newFlusher(wires *sync.Pool, maxDelay time.Duration) *flusher {
-	f := &flusher{max: flushWorkers(runtime.GOMAXPROCS(0)), wires: wires, epoch: time.Now(), maxDelay: max(0, maxDelay)}
+	procs := runtime.GOMAXPROCS(0)
+	f := &flusher{max: flushWorkers(procs), yieldEvery: yieldPeriod(procs), wires: wires, epoch: time.Now(), maxDelay: max(0, maxDelay)}
 	f.timer = time.AfterFunc(time.Hour, f.release)
 	f.timer.Stop()
 	return f
@@ -113,6 +133,7 @@ func (f *flusher) work() {
 	defer putWire(f.wires, w)
 	var batch [flushChunk]*Conn
 	mark := f.now()
+	yielded := mark
 	for {
 		f.mu.Lock()
 		now := f.now()
@@ -150,10 +171,18 @@ func (f *flusher) work() {
 		if len(later) > 0 {
 			f.wait(later)
 		}
-		// Between chunks, let the goroutines that wait for a processor
-		// run (an API request, the broker's reader): a fan-out that keeps
-		// the workers busy must not starve the publishes that feed it.
-		runtime.Gosched()
+		// Between chunks, now and then, let the goroutines that wait for
+		// a processor run (an API request, the broker's reader): a fan-out
+		// that keeps the workers busy must not starve the publishes that
+		// feed it. With several processors not after every chunk:
+		// Gosched wakes an idle processor's thread to take the worker
+		// over, which, when nothing else waits, is a futex wake and sleep
+		// and a context switch or two for nothing, and can leave the rest
+		// of the fan-out waiting for the kernel to run that thread.
+		if f.now()-yielded >= f.yieldEvery {
+			runtime.Gosched()
+			yielded = f.now()
+		}
 	}
 }
 
