@@ -334,22 +334,25 @@ func TestHub_HeartbeatIsSpread(t *testing.T) {
 	const n = 50
 	_, url := startHub(t, hub.Config{Heartbeat: beat})
 	var mu sync.Mutex
+	var start time.Time // zero until every session is in: pings before it are not counted
 	first := make([]time.Time, n)
 	pings := make([]int, n)
 	var readers sync.WaitGroup
 	conns := make([]*wstest.Conn, n)
 	for i := range n {
-		conns[i] = wstest.Dial(t, url, wstest.Hello{User: fmt.Sprintf("u%d", i)})
-	}
-	start := time.Now()
-	for i, c := range conns {
+		// Each connection reads from its dial on, so that no ping waits
+		// unread in its socket to be counted later than it was sent.
+		c := wstest.Dial(t, url, wstest.Hello{User: fmt.Sprintf("u%d", i)})
+		conns[i] = c
 		ws := c.WS()
 		ws.SetPingHandler(func(data string) error {
 			mu.Lock()
-			if pings[i] == 0 {
-				first[i] = time.Now()
+			if !start.IsZero() {
+				if pings[i] == 0 {
+					first[i] = time.Now()
+				}
+				pings[i]++
 			}
-			pings[i]++
 			mu.Unlock()
 			return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 		})
@@ -361,6 +364,9 @@ func TestHub_HeartbeatIsSpread(t *testing.T) {
 			}
 		})
 	}
+	mu.Lock()
+	start = time.Now()
+	mu.Unlock()
 	time.Sleep(beat + beat/2)
 	for _, c := range conns {
 		_ = c.WS().Close() // ends its reader
