@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/chaos"
+	"github.com/switchboard-rt/switchboard/internal/freeport"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
 )
 
@@ -227,36 +226,9 @@ func (n *chaosNode) start(t *testing.T) {
 // time) may take its port as a local one.
 func fixedPorts(t testing.TB, n int) []string {
 	t.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				lo = v
-			}
-		}
-	}
-	const floor = 10000
-	if lo-floor < 1000 {
-		t.Skipf("the ephemeral port range starts at %d: no room below it for fixed ports", lo)
-	}
-	var addrs []string
-	seen := map[int]bool{}
-	for tries := 0; len(addrs) < n; tries++ {
-		if tries == 1000 {
-			t.Fatalf("found only %d free ports in [%d, %d)", len(addrs), floor, lo)
-		}
-		p := floor + rand.IntN(lo-floor)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		_ = ln.Close()
-		addrs = append(addrs, addr)
+	addrs, err := freeport.Loopback(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/freeport"
 )
 
 // Server is a redis-server process owned by a test.
@@ -349,12 +351,7 @@ func (s *Server) field(field string, cmd ...string) string {
 	return ""
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort returns a free loopback port below the kernel's ephemeral range,
+// so that no outgoing connection takes it while the server is down for a
+// restart.
+func freePort() (int, error) { return freeport.Port() }

@@ -1,0 +1,42 @@
+package freeport
+
+import (
+	"net"
+	"strconv"
+	"testing"
+)
+
+func TestLoopback_BelowEphemeralRangeAndFree(t *testing.T) {
+	lo, err := ephemeralLow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := Loopback(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 20 {
+		t.Fatalf("Loopback(20) returned %d addresses", len(addrs))
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		host, ps, err := net.SplitHostPort(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(ps)
+		if host != "127.0.0.1" || p < floor || p >= lo {
+			t.Errorf("address %s: want 127.0.0.1 and a port in [%d, %d)", a, floor, lo)
+		}
+		if seen[a] {
+			t.Errorf("address %s returned twice", a)
+		}
+		seen[a] = true
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Errorf("address %s is not free: %v", a, err)
+			continue
+		}
+		_ = ln.Close()
+	}
+}
