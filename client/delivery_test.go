@@ -2,8 +2,10 @@ package client
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,26 +118,11 @@ func testCuts(t *testing.T, cfg switchboard.Config) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	acked := map[string]map[uint64]int{"busy": {}, "@obs": {}}
+	var ackCount atomic.Int64
 	stop := make(chan struct{})
-	chaos := make(chan struct{})
-	go func() {
-		defer close(chaos)
-		tick := time.NewTicker(7 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			switch i % 3 {
-			case 0:
-				pp.Cut()
-			case 1:
-				po.Cut()
-			}
-		}
-	}()
+	var cutters sync.WaitGroup
+	cutters.Go(func() { cutWhileWorking(pp, pubRec, func() int { return int(ackCount.Load()) }, workers, stop) })
+	cutters.Go(func() { cutWhileWorking(po, obsRec, obsRec.count, workers, stop) })
 	for w := range workers {
 		wg.Go(func() {
 			for i := range each {
@@ -155,12 +142,13 @@ func testCuts(t *testing.T, cfg switchboard.Config) {
 				mu.Lock()
 				acked[room][pos.Offset]++
 				mu.Unlock()
+				ackCount.Add(1)
 			}
 		})
 	}
 	wg.Wait()
 	close(stop)
-	<-chaos
+	cutters.Wait()
 	const n = workers / 2 * each
 	for room, offsets := range acked {
 		if len(offsets) != n {
@@ -182,6 +170,32 @@ func testCuts(t *testing.T, cfg switchboard.Config) {
 		t.Errorf("connects: observer %d, publisher %d; want the cuts to have hit both", connects(obsRec.stateList()), connects(pubRec.stateList()))
 	}
 	t.Logf("observer connected %d times, publisher %d times", connects(obsRec.stateList()), connects(pubRec.stateList()))
+}
+
+// cutWhileWorking cuts p's connections again and again until stop closes:
+// each time 0-7 ms after the client behind it (recorded by rec) has
+// connected again and progress, which counts its acks or messages, has
+// moved by step since the last cut. Cuts on a fixed period would come
+// faster than a loaded machine reconnects and resumes, and the test would
+// starve rather than test.
+func cutWhileWorking(p *proxy, rec *recorder, progress func() int, step int, stop <-chan struct{}) {
+	connected, moved := -1, progress() // the first cut waits for progress only
+	for {
+		for rec.connects() == connected || progress()-moved < step {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Duration(rand.IntN(8)) * time.Millisecond):
+		}
+		connected, moved = rec.connects(), progress()
+		p.Cut()
+	}
 }
 
 // TestClient_RateLimitedIsRetried: publishes refused with rate_limited are

@@ -86,6 +86,20 @@ func (r *recorder) errList() []error {
 	return append([]error(nil), r.errs...)
 }
 
+// count returns how many messages were recorded.
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+// connects returns how many times the states went to connected.
+func (r *recorder) connects() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return connects(r.states)
+}
+
 func (r *recorder) stateList() []State {
 	r.mu.Lock()
 	defer r.mu.Unlock()
