@@ -555,7 +555,10 @@ func TestAdmission_AcceptQueue(t *testing.T) {
 			return s.Metric(t, fmt.Sprintf(`switchboard_admission_waiting{kind=%q}`, kind)) == n
 		})
 	}
+	// One at a time, so that c1 is queued before c2: the server reads
+	// hellos sent together in either order.
 	c1 := send("c1", false)
+	waiting("cold", 1)
 	c2 := send("c2", false)
 	waiting("cold", 2)
 	closedWith("cold hello into a full queue", send("c3", false), protocol.CloseRateLimited)
