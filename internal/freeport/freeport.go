@@ -21,16 +21,23 @@ import (
 const floor = 10000
 
 // Loopback returns n distinct 127.0.0.1:port addresses that were free
-// when it looked, on ports below the ephemeral range. It fails when that
-// range leaves fewer than 1,000 ports above floor, or when no n free ports
-// turn up in 1,000 tries.
+// when it looked, on ports below the ephemeral range. Where that range
+// leaves fewer than 1,000 ports above floor (a kernel tuned to use most
+// ports for connections), it falls back to ports the kernel picks, which a
+// connection may take while a server is down. It fails when no n free
+// ports turn up in 1,000 tries.
 func Loopback(n int) ([]string, error) {
 	lo, err := ephemeralLow()
 	if err != nil {
 		return nil, err
 	}
+	return below(n, lo)
+}
+
+// below is Loopback for an ephemeral range that starts at lo.
+func below(n, lo int) ([]string, error) {
 	if lo-floor < 1000 {
-		return nil, fmt.Errorf("freeport: the ephemeral port range starts at %d: no room below it", lo)
+		return fromKernel(n)
 	}
 	var addrs []string
 	seen := map[int]bool{}
@@ -50,6 +57,21 @@ func Loopback(n int) ([]string, error) {
 		}
 		_ = ln.Close()
 		addrs = append(addrs, addr)
+	}
+	return addrs, nil
+}
+
+// fromKernel returns n distinct free loopback addresses on ports the
+// kernel picks, holding each until all are found so that none repeats.
+func fromKernel(n int) ([]string, error) {
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("freeport: %w", err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
 	return addrs, nil
 }

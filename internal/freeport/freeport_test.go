@@ -40,3 +40,28 @@ func TestLoopback_BelowEphemeralRangeAndFree(t *testing.T) {
 		_ = ln.Close()
 	}
 }
+
+// A kernel that leaves no room below its ephemeral range still gets
+// distinct free ports, from the kernel.
+func TestBelow_NoRoomFallsBackToTheKernel(t *testing.T) {
+	addrs, err := below(5, floor+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Errorf("address %s returned twice", a)
+		}
+		seen[a] = true
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Errorf("address %s is not free: %v", a, err)
+			continue
+		}
+		_ = ln.Close()
+	}
+	if len(addrs) != 5 {
+		t.Fatalf("below(5) returned %d addresses", len(addrs))
+	}
+}

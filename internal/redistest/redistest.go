@@ -351,7 +351,7 @@ func (s *Server) field(field string, cmd ...string) string {
 	return ""
 }
 
-// freePort returns a free loopback port below the kernel's ephemeral range,
-// so that no outgoing connection takes it while the server is down for a
-// restart.
+// freePort returns a free loopback port below the kernel's ephemeral range
+// where there is room (see freeport), so that no outgoing connection takes
+// it while the server is down for a restart.
 func freePort() (int, error) { return freeport.Port() }
