@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/freeport"
 )
 
 // Cluster is a Redis Cluster on loopback owned by a test: three masters,
@@ -47,7 +49,7 @@ func StartCluster(t testing.TB, extra ...string) *Cluster {
 		"--repl-diskless-sync-delay", "0", "--logfile", "redis.log"}
 	for range 2 * clusterMasters {
 		c.Nodes = append(c.Nodes, startWith(t, func(s *Server) []string {
-			bus, err := freePort()
+			bus, err := freeport.Port()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -66,8 +66,10 @@ func startWith(t testing.TB, args func(s *Server) []string) *Server {
 	bin := lookPath(t, "redis-server")
 	var err error
 	for range 5 {
+		// A port below the ephemeral range, so that no outgoing
+		// connection takes it while the server is down for Restart.
 		var port int
-		if port, err = freePort(); err != nil {
+		if port, err = freeport.Port(); err != nil {
 			t.Fatal(err)
 		}
 		s := &Server{t: t, bin: bin, dir: t.TempDir(), Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
@@ -350,8 +352,3 @@ func (s *Server) field(field string, cmd ...string) string {
 	}
 	return ""
 }
-
-// freePort returns a free loopback port below the kernel's ephemeral range
-// where there is room (see freeport), so that no outgoing connection takes
-// it while the server is down for a restart.
-func freePort() (int, error) { return freeport.Port() }
