@@ -44,7 +44,7 @@ lint:
 ## The delivery, close and slow-reader tests run a second time over TLS (wss://), which takes the
 ## blocking-writer path of package transport instead of direct writes.
 unit:
-	SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 20m ./...
+	SWITCHBOARD_TEST_IO_URING=required SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 20m ./...
 	SWITCHBOARD_TEST_TLS=1 SWITCHBOARD_TEST_REDIS=required $(GO) test -race -count=1 -p 1 -timeout 10m \
 	  -run '^(TestDelivery_|TestProtocol_Delivery|TestProtocol_CloseCodes|TestWire_|TestHub_)' . ./hub/
 

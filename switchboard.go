@@ -151,6 +151,11 @@ type Config struct {
 	// session's next write to send more in it (see hub.Config). Default:
 	// 64ms; negative: never.
 	MaxWriteDelay time.Duration
+	// NoIOUring makes the instance write each socket with its own
+	// write(2). By default, on Linux where the kernel allows it, the
+	// writes of a fan-out go out a chunk of sockets per io_uring
+	// submission.
+	NoIOUring bool
 
 	// HTTP limits (PROTOCOL.md is silent; docs/operations.md, "HTTP
 	// limits"). They apply to the listener given to Serve and to
@@ -328,8 +333,8 @@ func New(cfg Config) (*Instance, error) {
 		Broker: b, Verifier: verifier, Dev: cfg.Dev, InstanceID: cfg.InstanceID, Address: cfg.Address,
 		AllowedOrigins: cfg.AllowedOrigins, MaxFrameBytes: cfg.MaxFrameBytes, MaxRooms: cfg.MaxRooms,
 		Rate: cfg.Rate, Burst: cfg.Burst, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
-		MaxWriteDelay: cfg.MaxWriteDelay,
-		HelloTimeout:  cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
+		MaxWriteDelay: cfg.MaxWriteDelay, NoIOUring: cfg.NoIOUring,
+		HelloTimeout: cfg.HelloTimeout, Heartbeat: cfg.Heartbeat, DrainSpread: cfg.DrainSpread,
 		HistorySize: cfg.HistorySize, NoDirect: cfg.NoDirect,
 		MaxConns: maxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConnsPerUser: cfg.MaxConnsPerUser,
 		TrustedProxies: cfg.TrustedProxies, AcceptRate: acceptRate, AcceptBurst: cfg.AcceptBurst, AcceptQueue: cfg.AcceptQueue,
@@ -460,6 +465,19 @@ func (a apiHub) UserStatus(ctx context.Context, user string) (api.UserStatus, er
 	return api.UserStatus{Sessions: st.Sessions, Instances: st.Instances}, err
 }
 
+// logWrites says once at start how the instance writes its sockets.
+func (i *Instance) logWrites() {
+	if i.cfg.NoIOUring {
+		i.log.Info("socket writes", "io_uring", false, "reason", "turned off (--io-uring=false)")
+		return
+	}
+	if err := transport.IOUring(); err != nil {
+		i.log.Info("socket writes", "io_uring", false, "reason", err.Error())
+		return
+	}
+	i.log.Info("socket writes", "io_uring", true)
+}
+
 // Hub returns the instance's hub.
 func (i *Instance) Hub() *hub.Hub { return i.hub }
 
@@ -508,6 +526,7 @@ func (i *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 	adminDone := make(chan error, 1)
+	i.logWrites()
 	if adminSrv != nil {
 		go func() { adminDone <- adminSrv.Serve(adminLn) }()
 		i.log.Info("serving", "instance", i.hub.InstanceID(), "listen", ln.Addr().String(), "advertise", advertised, "admin", adminLn.Addr().String())

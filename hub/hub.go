@@ -107,6 +107,9 @@ type Config struct {
 	// write while its writers are saturated, so that more messages go out
 	// in one write (see transport.Config). Default: 64ms; negative: never.
 	MaxWriteDelay time.Duration
+	// NoIOUring makes socket writes one write(2) each rather than io_uring
+	// submissions (see transport.Config).
+	NoIOUring bool
 	// BrokerTimeout bounds each broker call made for a client, publishes
 	// excepted (see Hub.publish). Default: 5s.
 	BrokerTimeout time.Duration
@@ -282,7 +285,7 @@ func New(cfg Config) (*Hub, error) {
 	tr, err := transport.NewServer(transport.Config{
 		MaxMessageBytes: cfg.MaxFrameBytes, SendQueueBytes: cfg.SendQueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
 		WriteTimeout: cfg.WriteTimeout, MaxWriteDelay: cfg.MaxWriteDelay, Rate: cfg.Rate, Burst: cfg.Burst,
-		Metrics: cfg.TransportMetrics,
+		NoIOUring: cfg.NoIOUring, Metrics: cfg.TransportMetrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)

@@ -87,7 +87,7 @@ func TestConn_ClosedComesAfterTheLastWritten(t *testing.T) {
 // deadline); once it reads again, and long after that deadline passed,
 // writes take the direct path again.
 func TestConn_DirectWritesResumeAfterABlockingOne(t *testing.T) {
-	forModes(t, []mode{tcpMode, netMode}, testDirectWritesResume)
+	forModes(t, []mode{tcpMode, tcpWriteMode, netMode}, testDirectWritesResume)
 }
 
 func testDirectWritesResume(t *testing.T, m mode) {
@@ -284,7 +284,7 @@ func TestConn_InstanceCeiling(t *testing.T) {
 // to half of it. (TLS connections count bytes until their writer takes
 // them: a TLS write does not say whether it waited.)
 func TestConn_BytesBeingWrittenCount(t *testing.T) {
-	forModes(t, []mode{tcpMode, netMode}, testBytesBeingWrittenCount)
+	forModes(t, []mode{tcpMode, tcpWriteMode, netMode}, testBytesBeingWrittenCount)
 }
 
 func testBytesBeingWrittenCount(t *testing.T, m mode) {

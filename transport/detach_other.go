@@ -21,3 +21,5 @@ func (c *Conn) fdRead([]byte) (int, error)               { return 0, net.ErrClos
 func (c *Conn) fdShutdownWrite()                         {}
 func (c *Conn) fdWaitWritable() (<-chan struct{}, error) { return nil, net.ErrClosed }
 func (c *Conn) fdCancelWait()                            {}
+func (c *Conn) fdAcquire() bool                          { return false }
+func (c *Conn) fdRelease()                               {}

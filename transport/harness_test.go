@@ -113,14 +113,18 @@ const (
 	netMode
 	// tlsMode: TLS.
 	tlsMode
+	// tcpWriteMode: plain TCP, detached, written with write(2) rather
+	// than io_uring (where tcpMode uses io_uring; see IOUring).
+	tcpWriteMode
 )
 
-func (m mode) String() string { return [...]string{"tcp", "tcp-net", "tls"}[m] }
+func (m mode) String() string { return [...]string{"tcp", "tcp-net", "tls", "tcp-write"}[m] }
 
 func startServer(t *testing.T, m mode, cfg Config) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = NewMetrics(reg)
+	cfg.NoIOUring = cfg.NoIOUring || m == tcpWriteMode
 	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -150,10 +154,10 @@ func startServer(t *testing.T, m mode, cfg Config) *testServer {
 	return ts
 }
 
-// forEachTransport runs f over plain TCP (detached and on its net.Conn)
-// and over TLS.
+// forEachTransport runs f over plain TCP (detached, written through
+// io_uring and with write(2), and on its net.Conn) and over TLS.
 func forEachTransport(t *testing.T, f func(t *testing.T, m mode)) {
-	forModes(t, []mode{tcpMode, netMode, tlsMode}, f)
+	forModes(t, []mode{tcpMode, tcpWriteMode, netMode, tlsMode}, f)
 }
 
 // forModes runs f in each of modes.

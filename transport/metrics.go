@@ -28,6 +28,7 @@ type Metrics struct {
 	// writesByPath are the children of writes, looked up once: write runs
 	// for every socket write, and a label lookup hashes the label.
 	writesByPath      [len(writePathLabels)]prometheus.Counter
+	submissions       prometheus.Counter
 	closes            *prometheus.CounterVec
 	overflows         prometheus.Counter
 	instanceOverflows prometheus.Counter
@@ -42,6 +43,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bytesOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_sent_bytes_total", Help: "Payload bytes of WebSocket frames written to clients."}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_socket_writes_total",
 			Help: "Socket writes, by path: direct (a non-blocking write from a shared flusher worker) or blocking (a connection's own writer, for what a socket did not take at once, and for TLS)."}, []string{"path"}),
+		submissions: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_io_uring_submissions_total",
+			Help: "io_uring submissions of flusher workers, each with the direct writes of up to 32 sockets (counted in switchboard_socket_writes_total)."}),
 		closes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_session_closes_total", Help: "Connections closed by the server, by close code."}, []string{"code"}),
 		overflows:         prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_send_queue_overflows_total", Help: "Connections closed with 4008 because their send queue overflowed."}),
 		instanceOverflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_send_queue_ceiling_overflows_total", Help: "Connections closed with 4008 because the instance's queued bytes passed --max-queued-bytes."}),
@@ -49,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for p, label := range writePathLabels {
 		m.writesByPath[p] = m.writes.WithLabelValues(label)
 	}
-	reg.MustRegister(m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.writes, m.closes, m.overflows, m.instanceOverflows)
+	reg.MustRegister(m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.writes, m.submissions, m.closes, m.overflows, m.instanceOverflows)
 	return m
 }
 
@@ -80,6 +83,12 @@ func (m *Metrics) wrote(frames, bytes int) {
 func (m *Metrics) write(path writePath) {
 	if m != nil {
 		m.writesByPath[path].Inc()
+	}
+}
+
+func (m *Metrics) submitted() {
+	if m != nil {
+		m.submissions.Inc()
 	}
 }
 

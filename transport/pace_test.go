@@ -75,7 +75,7 @@ func TestPacedHeap(t *testing.T) {
 // workers were gone for most of it) ends pacing at once, from any
 // interval; a window of busy workers keeps it.
 func TestPacing_StopsAfterIdle(t *testing.T) {
-	f := newFlusher(nil, DefaultMaxWriteDelay)
+	f := newFlusher(nil, DefaultMaxWriteDelay, false)
 	f.max = 2
 	for _, tt := range []struct {
 		elapsed, busy time.Duration

@@ -57,6 +57,10 @@ type Config struct {
 	// of MaxMessageBytes (and 16 in any case). Zero Rate means no limit.
 	Rate  float64
 	Burst int
+	// NoIOUring makes the flusher write each socket with its own write(2)
+	// rather than a chunk of sockets with one io_uring submission (which
+	// it does only where the kernel allows; see IOUring).
+	NoIOUring bool
 	// Metrics receives counters; nil counts nothing.
 	Metrics *Metrics
 }
@@ -112,7 +116,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, metrics: cfg.Metrics}
 	s.wires.New = newWire
-	s.flusher = newFlusher(&s.wires, cfg.MaxWriteDelay)
+	s.flusher = newFlusher(&s.wires, cfg.MaxWriteDelay, !cfg.NoIOUring)
 	return s, nil
 }
 

@@ -142,36 +142,54 @@ func (o *outgoing) appendTo(w *wire) {
 // socket takes whole is the rule: a writer the scheduler set aside for a
 // moment does not make a client that reads a slow consumer. Only when the
 // socket refuses part of the write (the client is behind) are they
-// counted again, until written. It reports whether the connection needs flushing again (more was
-// queued meanwhile). What the socket does not take, and closing, are left
-// to the connection's own writer goroutine.
+// counted again, until written. It reports whether the connection needs
+// flushing again (more was queued meanwhile). What the socket does not
+// take, and closing, are left to the connection's own writer goroutine.
+// A sendBatch does the same for many connections, with flushPrepare and
+// flushFinish around one submission.
 func (c *Conn) flush(w *wire) (again bool) {
+	o, ok := c.flushPrepare(w)
+	if !ok {
+		return false
+	}
+	n, err := 0, error(nil)
+	if len(w.buf) > 0 {
+		n, err = c.tryWrite(w)
+	}
+	return c.flushFinish(w, o, n, err)
+}
+
+// flushPrepare takes what is queued and puts its frames in w. It reports
+// false when there is nothing to write (the write side is released) or the
+// connection is closing (its own writer takes over).
+func (c *Conn) flushPrepare(w *wire) (o outgoing, ok bool) {
 	c.mu.Lock()
 	switch c.state {
 	case stateClosing:
 		c.mu.Unlock()
 		go c.writeLoop(nil)
-		return false
+		return o, false
 	case stateClosed:
 		finish := c.releaseWriterLocked()
 		c.mu.Unlock()
 		c.finishIf(finish)
-		return false
+		return o, false
 	}
-	o := c.takeLocked(false)
+	o = c.takeLocked(false)
 	if o.empty() {
 		c.writer = writerNone
 		c.mu.Unlock()
-		return false
+		return o, false
 	}
 	c.mu.Unlock()
-
 	w.reset()
 	o.appendTo(w)
-	n, err := 0, error(nil)
-	if len(w.buf) > 0 {
-		n, err = c.tryWrite(w)
-	}
+	return o, true
+}
+
+// flushFinish completes a flush whose write of w took n bytes or failed
+// with err, and reports whether the connection needs flushing again.
+func (c *Conn) flushFinish(w *wire, o outgoing, n int, err error) (again bool) {
 	if err != nil {
 		c.writeFailed(err)
 		return false

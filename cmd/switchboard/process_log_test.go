@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -91,5 +92,73 @@ func TestProcess_JSONLogs(t *testing.T) {
 	}
 	for why, n := range bad {
 		t.Errorf("%d of %d log lines: %s, e.g. %s", n, lines, why, example[why])
+	}
+}
+
+// TestProcess_IOUringFlag: an instance says once at start how it writes
+// its sockets, and does what it says: through io_uring by default where
+// the kernel allows it (every Linux machine `make test` runs on must:
+// SWITCHBOARD_TEST_IO_URING=required), one write(2) each with
+// --io-uring=false (SWITCHBOARD_IO_URING=false). Messages arrive either
+// way.
+func TestProcess_IOUringFlag(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		flags []string
+		want  bool
+	}{
+		{"Default", nil, true},
+		{"Off", []string{"--io-uring=false"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			in := startInstance(t, "W"+c.name, c.flags...)
+			type writesLine struct {
+				Msg     string `json:"msg"`
+				IOUring *bool  `json:"io_uring"`
+				Reason  string `json:"reason"`
+			}
+			var said *writesLine
+			for line := range bytes.Lines([]byte(in.logs.tail(1 << 20))) {
+				var rec writesLine
+				if json.Unmarshal(line, &rec) == nil && rec.Msg == "socket writes" {
+					if said != nil {
+						t.Fatalf("a second \"socket writes\" line: %s", line)
+					}
+					said = &rec
+				}
+			}
+			if said == nil || said.IOUring == nil {
+				t.Fatal("no \"socket writes\" line with io_uring at start")
+			}
+			want := c.want
+			if want && *said.IOUring != want && os.Getenv("SWITCHBOARD_TEST_IO_URING") != "required" {
+				t.Skipf("no io_uring here: %s", said.Reason)
+			}
+			if *said.IOUring != want || (!want && said.Reason == "") {
+				t.Fatalf("logged io_uring=%v (%q), want %v with a reason when false", *said.IOUring, said.Reason, want)
+			}
+
+			const members, messages = 40, 20
+			clients := make([]*client, members)
+			for i := range clients {
+				clients[i] = connect(t, in, fmt.Sprintf("u%d", i))
+				clients[i].join(t, "r", nil)
+			}
+			for n := 1; n <= messages; n++ {
+				in.mustPublish(t, "r", payload{P: "api", N: n}, "", "")
+			}
+			for i, cl := range clients {
+				if err := waitReached(cl.cur(), waitLong, fmt.Sprintf("u%d", i), "r", "", messages); err != nil {
+					t.Fatal(err)
+				}
+			}
+			submissions := in.mustMetric(t, "switchboard_io_uring_submissions_total")
+			if (submissions > 0) != want {
+				t.Errorf("%v io_uring submissions; want some: %v", submissions, want)
+			}
+		})
 	}
 }

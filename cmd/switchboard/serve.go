@@ -58,6 +58,7 @@ type serveFlags struct {
 	tlsKey         string
 	maxQueuedBytes sizeValue
 	maxWriteDelay  time.Duration
+	ioURing        bool
 	// HTTP limits and the admin listener.
 	maxHeaderBytes sizeValue
 	headerTimeout  time.Duration
@@ -131,6 +132,7 @@ func parseServeFlagsTo(args []string, env lookupEnv, help io.Writer) (*serveFlag
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(&f.maxQueuedBytes, "max-queued-bytes", "ceiling on bytes queued for all sessions together, e.g. 1GiB; 0 for none (default 1GiB)")
 	fs.DurationVar(&f.maxWriteDelay, "max-write-delay", switchboard.DefaultMaxWriteDelay, "longest a session's next write is held back while the instance's writers are saturated, to send more in one write; 0 never holds writes back")
+	fs.BoolVar(&f.ioURing, "io-uring", true, "on Linux, send a fan-out's writes a chunk of sockets per io_uring submission where the kernel allows it; false: one write(2) per socket")
 	fs.Var(&f.maxHeaderBytes, "max-header-bytes", "largest request head (request line and headers); larger gets 431 (default 8KiB)")
 	fs.DurationVar(&f.headerTimeout, "header-timeout", switchboard.DefaultHeaderTimeout, "time a client has to send a request's head")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", switchboard.DefaultIdleTimeout, "time a keep-alive HTTP connection may wait for its next request")
@@ -379,8 +381,8 @@ func (f *serveFlags) config(log *slog.Logger) (switchboard.Config, error) {
 		SendQueueBytes: int(f.sendQueue), HelloTimeout: f.helloTimeout, Heartbeat: f.heartbeat,
 		DrainTimeout: f.drainTimeout, DrainSpread: f.drainSpread, Logger: log,
 		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, MaxQueuedBytes: int64(f.maxQueuedBytes),
-		MaxWriteDelay: writeDelay(f.maxWriteDelay),
-		MaxConns:      f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxConnsPerUser: f.maxConnsPerUser,
+		MaxWriteDelay: writeDelay(f.maxWriteDelay), NoIOUring: !f.ioURing,
+		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxConnsPerUser: f.maxConnsPerUser,
 		TrustedProxies: f.proxies, AcceptRate: f.acceptRate, AcceptBurst: f.acceptBurst, AcceptQueue: f.acceptQueue,
 		MaxHeaderBytes: int(f.maxHeaderBytes), HeaderTimeout: f.headerTimeout, IdleTimeout: f.idleTimeout,
 		MaxBodyBytes:    int64(f.maxBody),
