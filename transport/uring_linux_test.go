@@ -85,6 +85,21 @@ func TestSendRing_EachSocketItsOwnOutcome(t *testing.T) {
 	var tcpFD int32
 	raw, _ := server.(*net.TCPConn).SyscallConn()
 	_ = raw.Control(func(fd uintptr) { tcpFD = int32(fd) })
+	// And one whose client reads nothing, filled until it takes no more.
+	stalled, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalledServer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalledServer.Close()
+	var fullTCP int32
+	raw, _ = stalledServer.(*net.TCPConn).SyscallConn()
+	_ = raw.Control(func(fd uintptr) { fullTCP = int32(fd) })
+	fill(t, int(fullTCP))
 
 	whole, wholePeer := socketPair(t, 64<<10)
 	full, _ := socketPair(t, 4<<10)
@@ -97,8 +112,8 @@ func TestSendRing_EachSocketItsOwnOutcome(t *testing.T) {
 
 	big := bytes.Repeat([]byte("x"), 256<<10)
 	msg := []byte("hello, ring")
-	fds := []int32{tcpFD, int32(whole), int32(full), int32(partial), int32(hungUp), int32(notOpen)}
-	bufs := [][]byte{msg, msg, msg, big, msg, msg}
+	fds := []int32{tcpFD, int32(whole), int32(full), int32(partial), int32(hungUp), int32(notOpen), fullTCP}
+	bufs := [][]byte{msg, msg, msg, big, msg, msg, msg}
 	res := make([]int32, len(fds))
 	start := time.Now()
 	complete, err := r.send(fds, bufs, res, true)
@@ -133,6 +148,9 @@ func TestSendRing_EachSocketItsOwnOutcome(t *testing.T) {
 	}
 	if res[5] != -int32(syscall.EBADF) {
 		t.Errorf("closed descriptor: %d, want -EBADF", res[5])
+	}
+	if res[6] != -int32(syscall.EAGAIN) {
+		t.Errorf("TCP socket whose client reads nothing: %d, want -EAGAIN", res[6])
 	}
 
 	// The ring still works.
