@@ -73,11 +73,14 @@ func (b *sendBatch) send(f *flusher) {
 	n := b.n
 	_, err := b.ring.send(b.fds[:n], b.bufs[:n], b.res[:n], true)
 	b.conns[0].srv.metrics.submitted()
+	var kept [flushChunk]*wire
 	if err != nil {
 		// The sends whose outcome is unknown fail their connections
-		// below (their clients resume elsewhere); the next chunks go
-		// socket by socket.
-		putRing(b.ring, true)
+		// below (their clients resume); the next chunks, and every
+		// worker from now on, write socket by socket.
+		copy(kept[:], b.wire[:n])
+		clear(b.wire[:n])
+		putRing(b.ring, true, kept[:n]...)
 		b.ring = nil
 	}
 	for i := range n {
@@ -91,7 +94,11 @@ func (b *sendBatch) send(f *flusher) {
 		default:
 			werr = syscall.Errno(-r)
 		}
-		if c.flushFinish(b.wire[i], b.outs[i], written, werr) {
+		w := b.wire[i]
+		if w == nil {
+			w = kept[i]
+		}
+		if c.flushFinish(w, b.outs[i], written, werr) {
 			f.schedule(c)
 		}
 		b.conns[i], b.outs[i], b.bufs[i] = nil, outgoing{}, nil

@@ -254,9 +254,15 @@ const ringEntries = flushChunk
 var rings struct {
 	once sync.Once
 	err  error // why io_uring is not used, once known
-	mu   sync.Mutex
-	free []*sendRing
-	made int
+	// failed is set when a submission failed: from then on workers write
+	// with write(2).
+	failed atomic.Bool
+	mu     sync.Mutex
+	free   []*sendRing
+	made   int
+	// kept are the buffers of failed submissions, never reused: a send
+	// the kernel still held could otherwise read another's bytes.
+	kept []*wire
 }
 
 // maxRings bounds the process's rings.
@@ -279,8 +285,14 @@ func uringError() error {
 		rings.free = append(rings.free, r)
 		rings.made = 1
 	})
+	if rings.err == nil && rings.failed.Load() {
+		return errUringFailed
+	}
 	return rings.err
 }
+
+// errUringFailed is why io_uring is not used after a submission failed.
+var errUringFailed = errors.New("an io_uring submission failed; writes went back to write(2)")
 
 // getRing returns a ring for a worker, or nil: no io_uring here, or as
 // many rings as allowed are in use.
@@ -311,12 +323,16 @@ func getRing() *sendRing {
 	return r
 }
 
-// putRing gives r back; a broken ring is closed instead.
-func putRing(r *sendRing, broken bool) {
+// putRing gives r back. A broken ring is closed instead, io_uring is
+// not used again, and the buffers of its last submission are kept for
+// good.
+func putRing(r *sendRing, broken bool, bufs ...*wire) {
 	if broken {
 		r.close()
+		rings.failed.Store(true)
 		rings.mu.Lock()
 		rings.made--
+		rings.kept = append(rings.kept, bufs...)
 		rings.mu.Unlock()
 		return
 	}

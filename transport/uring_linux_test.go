@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // needRing fails the test where io_uring is unavailable and the run asks
@@ -179,5 +182,74 @@ func TestSendRing_SelfTestAndReuse(t *testing.T) {
 		t.Errorf("got a new ring %p, want the one given back %p", b, a)
 	} else {
 		putRing(b, false)
+	}
+}
+
+// TestSendBatch_FailedSubmissionFailsItsConnections: a submission the
+// kernel refuses leaves its sends' fate unknown, so the connections in it
+// are closed (their clients resume; a frame sent twice would be worse),
+// not written again; io_uring is then off for the process, and the next
+// connection is written with write(2). Not parallel: it breaks the
+// process's rings (and mends them after).
+func TestSendBatch_FailedSubmissionFailsItsConnections(t *testing.T) {
+	needRing(t)
+	ts := startServer(t, tcpMode, Config{})
+	clients := make([]*client, 3)
+	for i := range clients {
+		clients[i] = ts.dial(t, "noecho")
+	}
+
+	// Every free ring now refuses its submissions (EBADF). The rings keep
+	// their real descriptors here, to mend them after.
+	real := map[*sendRing]int{}
+	rings.mu.Lock()
+	for _, r := range rings.free {
+		real[r] = r.fd
+		r.fd = -1
+	}
+	rings.mu.Unlock()
+	t.Cleanup(func() {
+		rings.mu.Lock()
+		for r, fd := range real {
+			if slices.Contains(rings.free, r) {
+				r.fd = fd
+			} else {
+				syscall.Close(fd) // the broken one, closed as fd -1
+			}
+		}
+		rings.kept = nil
+		rings.mu.Unlock()
+		rings.failed.Store(false)
+	})
+	if len(real) == 0 {
+		t.Fatal("no free ring to break")
+	}
+
+	fan := ts.srv.Fanout()
+	for _, c := range clients {
+		fan.Send(c.rec.c, Frame{Data: []byte("lost or not")})
+	}
+	fan.Flush()
+	for i, c := range clients {
+		if f, err := c.next(); err == nil {
+			t.Errorf("client %d got %v, want its connection closed", i, f)
+		}
+		select {
+		case <-c.rec.closed:
+		case <-time.After(testTimeout):
+			t.Fatalf("client %d: Handler.Closed was not called", i)
+		}
+	}
+	if err := IOUring(); err == nil {
+		t.Error("IOUring() = nil after a failed submission")
+	}
+	before := testutil.ToFloat64(ts.metrics.submissions)
+	c := ts.dial(t, "noecho")
+	fan = ts.srv.Fanout()
+	fan.Send(c.rec.c, Frame{Data: []byte("by write(2)")})
+	fan.Flush()
+	c.expect(opText, "by write(2)")
+	if after := testutil.ToFloat64(ts.metrics.submissions); after != before {
+		t.Errorf("%v submissions after io_uring went off", after-before)
 	}
 }
